@@ -186,10 +186,14 @@ class GenerativeModule(pl.LightningModule):
             self._batch_checked = True
         return images, (labels if self.num_classes else None)
 
-    def _noise(self, n: int) -> Tensor:
+    def _noise_generator(self) -> torch.Generator:
+        """The training noise RNG (seeded per epoch and rank in ``on_train_epoch_start``)."""
         if self._noise_rng is None:  # training_step called outside fit (e.g. a unit test)
             self._noise_rng = torch.Generator(device=self.device).manual_seed(0)
-        return torch.randn(n, self.latent_dim, device=self.device, generator=self._noise_rng)
+        return self._noise_rng
+
+    def _noise(self, n: int) -> Tensor:
+        return torch.randn(n, self.latent_dim, device=self.device, generator=self._noise_generator())
 
     def _latents_for_sampling(self, n: int, seed: int | None) -> Tensor:
         # Drawn on the CPU, so a seed gives the same images on every device.
@@ -223,6 +227,9 @@ class GenerativeModule(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
+        # Free this network's gradients now rather than at its next step: they would otherwise sit in
+        # memory through the other network's half-step, and stale gradients invite subtle bugs.
+        optimizer.zero_grad(set_to_none=True)
         return True
 
 

@@ -83,10 +83,10 @@ def log_image_grid(trainer: "pl.Trainer", tag: str, images: Tensor, nrow: int | 
     written: list[Path] = []
     for logger in trainer.loggers or [None]:
         experiment = getattr(logger, "experiment", None) if logger is not None else None
-        if experiment is not None and hasattr(experiment, "add_image"):
-            experiment.add_image(tag, grid, step, dataformats="HWC")
-        elif logger is not None and callable(getattr(logger, "log_image", None)):
+        if logger is not None and callable(getattr(logger, "log_image", None)):
             logger.log_image(key=tag, images=[grid_to_pil(grid)], step=step)
+        elif experiment is not None and hasattr(experiment, "add_image"):
+            experiment.add_image(tag, grid, step, dataformats="HWC")
         elif experiment is not None and hasattr(experiment, "log_image") and hasattr(logger, "run_id"):
             experiment.log_image(logger.run_id, grid, f"{name}_step{step:07d}.png")
         else:

@@ -14,7 +14,9 @@ logged as ``train/generator_step`` and is what the metric callbacks and sample g
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any
+
+from lightning.pytorch.cli import OptimizerCallable
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +28,8 @@ from lightning_gen.losses import GAN_LOSSES, discriminator_loss, generator_loss,
 from lightning_gen.networks.dcgan import DISCRIMINATOR_NORMS, DCGANDiscriminator, DCGANGenerator
 from lightning_gen.networks._layout import validate_image_size, validate_positive
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+# The same type LightningCLI uses for optimizer arguments, so configs can set class_path + init_args.
+OptimizerFactory = OptimizerCallable
 
 
 class GANModule(GenerativeModule):
@@ -177,7 +180,7 @@ class GANModule(GenerativeModule):
             real_logits, fake_logits = self._discriminate(real, labels), self._discriminate(fake, labels)
             loss = discriminator_loss(hp.loss, real_logits, fake_logits)
             if hp.loss == "wgan-gp" and hp.gp_weight:
-                loss = loss + hp.gp_weight * gradient_penalty(lambda x: self._discriminate(x, labels), real, fake, self._noise_rng)
+                loss = loss + hp.gp_weight * gradient_penalty(lambda x: self._discriminate(x, labels), real, fake, self._noise_generator())
             if hp.r1_weight:
                 loss = loss + hp.r1_weight / 2 * r1_penalty(lambda x: self._discriminate(x, labels), real)
             self._update(opt_d, loss, "discriminator")

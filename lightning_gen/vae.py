@@ -125,11 +125,16 @@ class VAE(GenerativeModule):
         """Reconstruct images (decoding the posterior mean)."""
         return self.decode(self.encode(images)[0])
 
-    def elbo_terms(self, images: Tensor) -> dict[str, Tensor]:
-        """Reconstruction NLL, KL and the decoder's output for a batch, all per-image averages in nats."""
+    def elbo_terms(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Reconstruction NLL, KL and the decoder's output for a batch, all per-image averages in nats.
+
+        ``generator`` draws the reparameterization noise (training passes the module's own, which is
+        saved with checkpoints, so a resumed run draws the same noise as an uninterrupted one).
+        """
         mu, logvar = self.encode(images)
         mu, logvar = mu.float(), logvar.float()
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterization trick
+        eps = torch.randn(mu.shape, device=mu.device, generator=generator)
+        z = mu + eps * torch.exp(0.5 * logvar)  # reparameterization trick
         raw = self.decoder(z).float()
         target = images.float()
         if self.hparams.likelihood == "gaussian":
@@ -162,7 +167,7 @@ class VAE(GenerativeModule):
             metrics["train/d_loss"] = d_loss.detach()
 
         with self.toggled_optimizer(opt_vae):
-            terms = self.elbo_terms(images)
+            terms = self.elbo_terms(images, generator=self._noise_generator())
             beta_t = hp.beta * kl_warmup_factor(self.generator_step, hp.kl_warmup_steps)
             loss = terms["nll"] + beta_t * terms["kl"]
             if self.discriminator is not None:

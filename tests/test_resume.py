@@ -1,0 +1,48 @@
+"""Stopping and resuming must end exactly where an uninterrupted run ends (CPU, fixed seed)."""
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins import MixedPrecision
+
+from _core_helpers import image_loader, trainer
+from lightning_gen import VAE, GANModule
+
+
+def _fit(tmp_path, make_model, max_epochs, ckpt_path=None, **kwargs):
+    L.seed_everything(0)
+    model = make_model()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    t = trainer(tmp_path, max_epochs=max_epochs, enable_checkpointing=True, callbacks=[checkpoint], **kwargs)
+    t.fit(model, image_loader(n=24, batch_size=8), ckpt_path=ckpt_path)
+    return model, t
+
+
+@pytest.mark.parametrize(
+    "make_model, precision",
+    [
+        (lambda: GANModule(image_size=16, latent_dim=8, width=8, n_critic=2, ema_decay=0.9), "32"),
+        (lambda: GANModule(image_size=16, latent_dim=8, width=8, loss="wgan-gp"), "16-mixed"),
+        (lambda: VAE(image_size=16, latent_dim=4, width=8, adversarial_weight=0.1), "32"),
+    ],
+    ids=["gan-ema-ncritic2", "gan-wgan-gp-fp16", "vae-gan"],
+)
+def test_resume_matches_uninterrupted_run(tmp_path, make_model, precision):
+    # A fresh plugin (and GradScaler) per run: the resumed run must get its scaler state from the checkpoint.
+    kwargs = lambda: dict(plugins=[MixedPrecision("16-mixed", "cpu")]) if precision == "16-mixed" else {}  # noqa: E731
+    full, full_trainer = _fit(tmp_path / "full", make_model, max_epochs=3, **kwargs())
+    _fit(tmp_path / "split", make_model, max_epochs=2, **kwargs())
+    resumed, resumed_trainer = _fit(tmp_path / "split", make_model, max_epochs=3, ckpt_path="last", **kwargs())
+
+    assert resumed.generator_step == full.generator_step == 9
+    assert resumed_trainer.global_step == full_trainer.global_step
+    full_state, resumed_state = full.state_dict(), resumed.state_dict()
+    assert full_state.keys() == resumed_state.keys()
+    for name in full_state:
+        assert torch.equal(full_state[name], resumed_state[name]), name  # includes EMA weights and BN statistics
+    for full_opt, resumed_opt in zip(full_trainer.optimizers, resumed_trainer.optimizers):
+        for a, b in zip(full_opt.state_dict()["state"].values(), resumed_opt.state_dict()["state"].values()):
+            assert all(torch.equal(a[k], b[k]) for k in a)
+    if precision == "16-mixed":
+        assert full_trainer.precision_plugin.scaler.get_scale() == resumed_trainer.precision_plugin.scaler.get_scale()
