@@ -10,6 +10,7 @@ Example:
 
 __version__ = "0.1.0.dev0"
 
+from lightning_gen.data import ImageFolderDataModule, ShapesDataModule
 from lightning_gen.gan import GANModule
 from lightning_gen.networks import ConvDecoder, ConvEncoder, DCGANDiscriminator, DCGANGenerator
 from lightning_gen.vae import VAE
@@ -20,6 +21,8 @@ __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
     "GANModule",
+    "ImageFolderDataModule",
+    "ShapesDataModule",
     "VAE",
     "__version__",
 ]

@@ -27,7 +27,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
-from lightning_gen._images import log_image_grid, unpack_batch
+from lightning_gen._images import log_image_grid, to_float, unpack_batch
 
 NONFINITE_POLICIES = ("raise", "skip")
 CLIP_ALGORITHMS = ("norm", "value")
@@ -167,11 +167,6 @@ class GenerativeModule(pl.LightningModule):
                     f"(channels={self.channels}, image_size={self.image_size}), but the batch has shape "
                     f"{tuple(images.shape)}. Make the model's image_size/channels match the data module's."
                 )
-            if images.dtype == torch.uint8:
-                raise TypeError(
-                    "The batch holds uint8 images; modules expect float images in [-1, 1]. The library's data "
-                    "modules convert in on_after_batch_transfer; for a custom loader use lightning_gen._images.to_float."
-                )
             if self.num_classes:
                 if labels is None:
                     raise ValueError(
@@ -184,7 +179,9 @@ class GenerativeModule(pl.LightningModule):
                         f"{self.num_classes}. Set num_classes to the data module's num_classes."
                     )
             self._batch_checked = True
-        return images, (labels if self.num_classes else None)
+        # The data modules convert uint8 in on_after_batch_transfer; a bare loader passed to fit() (or a
+        # custom one) may still deliver uint8, which is converted here on the device rather than rejected.
+        return to_float(images), (labels if self.num_classes else None)
 
     def _noise_generator(self) -> torch.Generator:
         """The training noise RNG (seeded per epoch and rank in ``on_train_epoch_start``)."""

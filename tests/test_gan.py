@@ -279,3 +279,19 @@ def test_checkpoint_round_trip_rebuilds_module(tmp_path):
     assert loaded.hparams == model.hparams
     assert loaded.generator_step == model.generator_step == 4
     assert torch.equal(loaded.sample(4, seed=0), model.sample(4, seed=0))
+
+
+def test_uint8_batches_from_a_bare_loader_are_converted(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
+    seen = []
+
+    class Spy(GANModule):
+        def _discriminator_update(self, opt_d, real, labels):
+            seen.append((real.dtype, real.min().item(), real.max().item()))
+            return super()._discriminator_update(opt_d, real, labels)
+
+    trainer(tmp_path, max_steps=2).fit(Spy(**TINY), DataLoader(TensorDataset(images), batch_size=8))
+    dtype, low, high = seen[0]
+    assert dtype == torch.float32 and -1 <= low < -0.9 and 0.9 < high <= 1
