@@ -17,6 +17,18 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same RNG state, so results do not depend on which tests ran before."""
+    import random
+
+    import numpy as np
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path_factory, monkeypatch):
     """Keep every cache the library or its dependencies write out of the user's home directory."""
     cache = tmp_path_factory.getbasetemp() / "cache"
