@@ -27,13 +27,14 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
-from lightning_gen._images import log_image_grid, to_float, unpack_batch
+from lightning_gen._images import to_float, unpack_batch
+from lightning_gen.zoo.hub import HubMixin
 
 NONFINITE_POLICIES = ("raise", "skip")
 CLIP_ALGORITHMS = ("norm", "value")
 
 
-class GenerativeModule(pl.LightningModule):
+class GenerativeModule(HubMixin, pl.LightningModule):
     """Base class of the library's LightningModules. Not used directly; see ``GANModule`` and ``VAE``."""
 
     def __init__(self) -> None:
