@@ -20,15 +20,14 @@ from lightning_gen._images import save_grid, save_images
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> GenerativeModule:
     """Rebuild a ``GANModule`` or ``VAE`` from a Lightning checkpoint written by this library.
 
-    The checkpoint is read with ``weights_only=True``: nothing in it is unpickled as code.
+    The checkpoint is read with ``weights_only=True``: nothing in it is unpickled as code (path objects
+    in data-module hyper-parameters are the only types allowed beyond torch's own list).
     """
     from lightning_gen.gan import GANModule
     from lightning_gen.vae import VAE
+    from lightning_gen.zoo.hub import SAFE_CHECKPOINT_GLOBALS, load_checkpoint as read_checkpoint
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {str(path)!r}.")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path)
     class_name = checkpoint.get("lightning_gen", {}).get("class")
     classes = {"GANModule": GANModule, "VAE": VAE}
     if class_name not in classes:
@@ -41,7 +40,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{str(path)!r} was trained with custom generator/discriminator modules, which a checkpoint does not "
             f"record. Load it in Python: {class_name}.load_from_checkpoint(path, generator=..., discriminator=...)."
         )
-    module = classes[class_name].load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
+        module = classes[class_name].load_from_checkpoint(path, map_location=map_location, weights_only=True)
     return module.eval()
 
 

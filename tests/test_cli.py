@@ -111,7 +111,7 @@ def test_bad_model_argument_is_reported(tmp_path):
 
 
 def test_sample_errors_are_clear(tmp_path, capsys):
-    with pytest.raises(FileNotFoundError, match="No checkpoint at"):
+    with pytest.raises(FileNotFoundError, match="missing.ckpt' does not exist"):
         main(["sample", "--ckpt", str(tmp_path / "missing.ckpt")])
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="was not written by a lightning-gen module"):
@@ -127,3 +127,17 @@ def test_help_and_unknown_command(capsys):
     assert all(cmd in out for cmd in ("fit", "sample", "make-shapes", "fid", "zoo", "sweep"))
     assert main(["frobnicate"]) == 2
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_sample_from_a_checkpoint_trained_on_an_image_folder(tmp_path):
+    # The data module's hyper-parameters put pathlib objects into the checkpoint; they must load safely.
+    from lightning_gen.data import write_shapes_folder
+
+    write_shapes_folder(tmp_path / "images", n=32, image_size=16, seed=0)
+    config = _tiny_config(tmp_path)
+    data = {"class_path": "lightning_gen.data.ImageFolderDataModule", "init_args": {"root": str(tmp_path / "images"), "image_size": 16, "batch_size": 16, "num_workers": 0}}
+    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "data": data}))
+    assert main(["fit", "--config", str(config)]) == 0
+    (checkpoint,) = (tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt")
+    assert main(["sample", "--ckpt", str(checkpoint), "--n", "4", "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").is_file()

@@ -741,7 +741,7 @@ def push_folder(
 
 # Types allowed on top of torch's weights_only allowlist: path objects appear in hyper-parameters and
 # callback states, and they only rebuild a path from strings.
-_EXTRA_SAFE_GLOBALS = [pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
+SAFE_CHECKPOINT_GLOBALS = [pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -756,7 +756,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {str(path)!r} does not exist; pass the path of a Lightning .ckpt file.")
     try:
-        with torch.serialization.safe_globals(_EXTRA_SAFE_GLOBALS):
+        with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         try:
