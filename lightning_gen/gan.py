@@ -20,7 +20,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from lightning_gen._base import GenerativeModule
 from lightning_gen._images import log_image_grid
@@ -133,7 +133,7 @@ class GANModule(GenerativeModule):
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
             # use_buffers=True averages BatchNorm statistics too, so the EMA generator is self-consistent.
-            self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            self.generator_ema = AveragedModel(self.generator, multi_avg_fn=ema_with_warmup(ema_decay), use_buffers=True)
             self.generator_ema.requires_grad_(False)  # DDP must not wait for gradients that never come
         self._g_optimizer, self._d_optimizer = g_optimizer, d_optimizer
 
@@ -260,3 +260,24 @@ class GANModule(GenerativeModule):
         ]
         generator.train(was_training)
         return torch.cat(chunks).clamp(-1, 1)
+
+
+def ema_with_warmup(decay: float):
+    """An ``AveragedModel`` update with decay ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates.
+
+    torch's ``get_ema_multi_avg_fn`` applies the full decay from the first update, so with 0.999 the
+    EMA generator is still about half its random initialisation (weights *and* BatchNorm statistics)
+    after 700 updates and samples come out flat grey for most of a short run. The warm-up (the
+    convention of TensorFlow's ``ExponentialMovingAverage(num_updates=...)``) lets it track early
+    training, then settles at ``decay``.
+    """
+
+    @torch.no_grad()
+    def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
+        if not averaged[0].is_floating_point():  # e.g. BatchNorm's num_batches_tracked: keep the latest
+            torch._foreach_copy_(averaged, current)
+            return
+        n = float(num_averaged)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    return update

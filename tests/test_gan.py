@@ -295,3 +295,16 @@ def test_uint8_batches_from_a_bare_loader_are_converted(tmp_path):
     trainer(tmp_path, max_steps=2).fit(Spy(**TINY), DataLoader(TensorDataset(images), batch_size=8))
     dtype, low, high = seen[0]
     assert dtype == torch.float32 and -1 <= low < -0.9 and 0.9 < high <= 1
+
+
+def test_ema_warms_up_then_settles_at_its_decay():
+    from lightning_gen.gan import ema_with_warmup
+
+    update = ema_with_warmup(0.999)
+    for n, expected_decay in [(0, 0.1), (10, 11 / 20), (990, 0.991), (100_000, 0.999)]:
+        averaged, current = [torch.zeros(3)], [torch.ones(3)]
+        update(averaged, current, torch.tensor(n))
+        assert averaged[0] == pytest.approx(torch.full((3,), 1 - expected_decay), abs=1e-6), n
+    counts = [torch.tensor(5)]
+    update(counts, [torch.tensor(9)], torch.tensor(3))
+    assert counts[0].item() == 9  # integer buffers follow the model

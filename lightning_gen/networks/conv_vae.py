@@ -33,10 +33,7 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, image_size: int = 64, channels: int = 3, latent_dim: int = 128, width: int = 32):
         super().__init__()
-        validate_image_size(image_size)
-        validate_positive("channels", channels)
-        validate_positive("latent_dim", latent_dim)
-        validate_positive("width", width)
+        _validate(image_size, channels, latent_dim, width)
         widths = feature_widths(image_size, width)[::-1]
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         for w_in, w_out in zip(widths, widths[1:]):
@@ -63,10 +60,7 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, image_size: int = 64, channels: int = 3, latent_dim: int = 128, width: int = 32):
         super().__init__()
-        validate_image_size(image_size)
-        validate_positive("channels", channels)
-        validate_positive("latent_dim", latent_dim)
-        validate_positive("width", width)
+        _validate(image_size, channels, latent_dim, width)
         widths = feature_widths(image_size, width)
         self.from_latent = nn.Linear(latent_dim, widths[0] * 16)
         self._first_width = widths[0]
@@ -80,3 +74,9 @@ class ConvDecoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         """Return raw outputs of shape (B, channels, image_size, image_size)."""
         return self.net(self.from_latent(z).view(-1, self._first_width, 4, 4))
+
+
+def _validate(image_size: int, channels: int, latent_dim: int, width: int) -> None:
+    validate_image_size(image_size)
+    for name, value in (("channels", channels), ("latent_dim", latent_dim), ("width", width)):
+        validate_positive(name, value)
