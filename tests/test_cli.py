@@ -1,7 +1,5 @@
 """The ``lightning-gen`` command: LightningCLI sub-commands and ``sample``."""
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
