@@ -1061,10 +1061,11 @@ def _protocol_summary(results: Sequence[RunResult]) -> tuple[list[str], dict[str
 
 
 def _comparability(protocol: dict[str, Any]) -> str:
-    from lightning_gen.metrics.inception import INCEPTION_NAME, INCEPTION_WEIGHTS_FILENAME
+    from lightning_gen.metrics.inception import INCEPTION_NAME, INCEPTION_WEIGHTS_FILENAME, OFFICIAL_WEIGHTS_SHA256_PREFIX
 
     sha = protocol["weights_sha256"]
-    if not protocol.get("standard"):
+    # Check the hash here too: records written before the protocol checked it called any Inception file standard.
+    if not protocol.get("standard") or not sha.startswith(OFFICIAL_WEIGHTS_SHA256_PREFIX):
         if protocol["extractor"] == INCEPTION_NAME:
             return (
                 f"**These values are not comparable with published FIDs**: the extractor is the FID Inception-v3 "
