@@ -222,12 +222,13 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         if not self._loss_is_finite(loss, what):
             optimizer.zero_grad(set_to_none=True)
             return False
+        # Zero before the backward only, as a hand-written loop does. Also freeing the gradients right after
+        # the step (to drop them during the other network's half-step) cost ~6% throughput on CPU, from
+        # reallocating the buffers every half-step (benchmarks/RESULTS.md). The idle network's stale gradients
+        # are harmless: toggled_optimizer keeps new gradients from reaching it.
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
-        # Free this network's gradients now rather than at its next step: they would otherwise sit in
-        # memory through the other network's half-step, and stale gradients invite subtle bugs.
-        optimizer.zero_grad(set_to_none=True)
         return True
 
 
