@@ -139,3 +139,13 @@ def test_sample_from_a_checkpoint_trained_on_an_image_folder(tmp_path):
     (checkpoint,) = (tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt")
     assert main(["sample", "--ckpt", str(checkpoint), "--n", "4", "--out", str(tmp_path / "grid.png")]) == 0
     assert (tmp_path / "grid.png").is_file()
+
+
+def test_validate_and_test_subcommands_run_on_a_checkpoint(tmp_path):
+    config = _tiny_config(tmp_path, model_class="lightning_gen.VAE", model_args={"latent_dim": 4})
+    assert main(["fit", "--config", str(config)]) == 0
+    (checkpoint,) = (tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt")
+    for command, prefix in (("validate", "val"), ("test", "test")):
+        cli = run_lightning_cli([command, "--config", str(config), "--ckpt_path", str(checkpoint)], run=True)
+        metrics = cli.trainer.callback_metrics
+        assert {f"{prefix}/elbo", f"{prefix}/reconstruction", f"{prefix}/kl"} <= set(metrics), (command, set(metrics))
