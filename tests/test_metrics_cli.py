@@ -11,6 +11,7 @@ from _metrics_fixtures import make_images, shared_random_inception_weights, writ
 
 from lightning_gen import VAE, GANModule
 from lightning_gen.metrics.evaluate import _ImageFiles, main
+from lightning_gen.metrics.inception import INCEPTION_WEIGHTS_URL
 from lightning_gen.sampling import load_generative_module
 
 pytestmark = pytest.mark.timeout(300)
@@ -107,4 +108,4 @@ def test_missing_sources_and_weights_are_reported(setup, tmp_path, capsys, monke
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     monkeypatch.delenv("LIGHTNING_GEN_INCEPTION_WEIGHTS", raising=False)
     assert main([setup["real"], setup["fake"], "--no-download", "--device", "cpu", "--no-is", "--no-kid"]) == 1
-    assert "https://github.com/toshas/torch-fidelity/releases/download" in capsys.readouterr().err
+    assert INCEPTION_WEIGHTS_URL in capsys.readouterr().err  # the error says where to get the file
