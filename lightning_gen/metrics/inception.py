@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+
+from lightning_gen._files import sha256_file
 
 __all__ = [
     "INCEPTION_WEIGHTS_ENV",
@@ -137,11 +138,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _SHA256_MEMO:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _SHA256_MEMO[key] = digest.hexdigest()
+        _SHA256_MEMO[key] = sha256_file(path)
     return _SHA256_MEMO[key]
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import importlib
 import inspect
 import json
@@ -52,6 +51,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from lightning_gen._files import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_gen.zoo.card import CardInfo
@@ -145,24 +146,6 @@ def library_version() -> str:
     import lightning_gen
 
     return getattr(lightning_gen, "__version__", "unknown")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in chunks so large weights never sit in memory twice.
-
-    Example:
-        >>> import tempfile, os
-        >>> with tempfile.NamedTemporaryFile(delete=False) as f:
-        ...     _ = f.write(b"abc")
-        >>> sha256_file(f.name)[:16]
-        'ba7816bf8f01cfea'
-        >>> os.remove(f.name)
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_class(class_name: str) -> type:
