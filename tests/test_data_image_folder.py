@@ -342,6 +342,26 @@ def test_bad_files_in_worker_processes_are_skipped_or_named(tmp_path):
         all_images(strict.train_dataloader())
 
 
+def test_substitutes_for_bad_files_and_flips_do_not_depend_on_workers_or_global_rng(tmp_path):
+    for i in range(10):  # left half coloured, right half black: a flip shows
+        pixels = np.zeros((8, 8, 3), np.uint8)
+        pixels[:, :4] = colour_of(i)
+        Image.fromarray(pixels).save(tmp_path / f"img_{i:03d}.png")
+    for name in ("a_broken.png", "m_broken.png"):  # sorted among the good files
+        (tmp_path / name).write_bytes(b"not a png")
+    batches = {}
+    for workers, global_seed in ((0, 0), (2, 1234)):
+        torch.manual_seed(global_seed)
+        dm = make_dm(tmp_path, num_workers=workers, random_flip=True)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BadImageWarning)
+            batches[workers] = all_images(loader)
+    assert batches[0].shape[0] == 12 and torch.equal(batches[0], batches[2])
+
+
 def test_unreadable_split_stops_with_a_clear_error(tmp_path):
     write_image(tmp_path / "good.png")
     for i in range(5):
@@ -384,7 +404,6 @@ def test_random_flip_mirrors_training_images_only(tmp_path):
     pixels[:, :8] = (255, 0, 0)
     for i in range(32):
         Image.fromarray(pixels).save(tmp_path / f"{i:02d}.png")
-    torch.manual_seed(0)
     dm = make_dm(tmp_path, random_flip=True, val_fraction=0.25, image_size=16)
     dm.setup("fit")
     original = torch.from_numpy(pixels.transpose(2, 0, 1).copy())
@@ -406,7 +425,7 @@ def test_loader_settings_and_defaults(tmp_path):
     assert loader.drop_last
     default = ImageFolderDataModule(tmp_path, image_size=8)
     assert 1 <= default.num_workers <= 4
-    assert default.hparams["image_size"] == 8 and default.hparams["root"] == tmp_path
+    assert default.hparams["image_size"] == 8 and default.hparams["root"] == str(tmp_path)
 
 
 def test_channels_one_gives_grayscale_batches(tmp_path):

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 
 from lightning_gen._images import to_float
+from lightning_gen.data._sampling import EpochShuffleSampler
 
 __all__ = ["ImageDataModuleBase", "default_num_workers"]
 
@@ -38,14 +39,15 @@ def default_num_workers() -> int:
 class ImageDataModuleBase(LightningDataModule):
     """Base of the lightning-gen data modules (see the module docstring).
 
-    Subclasses set ``image_size``, ``channels``, ``batch_size``, ``num_workers`` and
-    provide ``class_names`` and ``fingerprint(split)``.
+    Subclasses set ``image_size``, ``channels``, ``batch_size``, ``num_workers``, ``seed``
+    and provide ``class_names`` and ``fingerprint(split)``.
     """
 
     image_size: int
     channels: int
     batch_size: int
     num_workers: int
+    seed: int
 
     @property
     def class_names(self) -> list[str]:
@@ -80,7 +82,29 @@ class ImageDataModuleBase(LightningDataModule):
             # Workers that survive between epochs skip re-forking and re-importing.
             "persistent_workers": workers > 0,
             "pin_memory": torch.cuda.is_available(),
+            # Without a generator every new loader iterator draws its worker base seed from the
+            # global RNG, so the data path would shift the random stream of the training code.
+            # Nothing in our workers uses that seed: every random choice is derived from
+            # (seed, epoch, index) (see _sampling.py).
+            "generator": torch.Generator().manual_seed(self.seed),
         }
+
+    def _training_sampler(self, num_samples: int) -> EpochShuffleSampler:
+        """The training sampler, already at the epoch the Trainer is about to run.
+
+        Lightning (2.5.3 to at least 2.6) creates the training iterator in ``FitLoop.setup_data``
+        before it calls ``set_epoch``, and a resumed run keeps that first iterator. With worker
+        processes the iterator draws its first indices as soon as it is created, so a sampler
+        that started at epoch 0 would replay epoch 0's order and flips in the first resumed epoch
+        (Lightning-AI/pytorch-lightning#21938). Starting at the counter that Lightning later
+        passes to ``set_epoch`` (``epoch_progress.current.processed``, restored from the
+        checkpoint by then) makes that first iterator right.
+        """
+        sampler = EpochShuffleSampler(num_samples, seed=self.seed, with_epoch=True)
+        fit_loop = getattr(self.trainer, "fit_loop", None)
+        if fit_loop is not None:
+            sampler.set_epoch(fit_loop.epoch_progress.current.processed)
+        return sampler
 
     @staticmethod
     def _check_split(split: str) -> str:

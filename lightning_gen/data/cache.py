@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_gen.data import decoding
@@ -213,7 +214,13 @@ def _build(
         failures: dict[str, str] = {}
         jobs = _DecodeJobs(str(root), relpaths, shape[2], shape[1])
         loader = DataLoader(
-            jobs, batch_size=32, num_workers=num_workers, collate_fn=_keep_as_list
+            jobs,
+            batch_size=32,
+            num_workers=num_workers,
+            collate_fn=_keep_as_list,
+            # Its own generator: otherwise the loader draws a worker seed from the global RNG, and
+            # a seeded run would train differently depending on whether the cache already existed.
+            generator=torch.Generator().manual_seed(0),
         )
         with tqdm(total=len(files), desc="Caching images", unit="img", disable=not progress) as bar:
             for results in loader:

@@ -22,18 +22,21 @@ decoded, which happens in DataLoader workers, possibly in another process. So:
 * With ``on_error="raise"`` the worker raises :class:`ImageDecodeError` naming the
   file and the reason; the DataLoader re-raises it in the training process.
 * With ``on_error="skip"`` the failed item is replaced, inside the worker, by the
-  next readable image in a fixed pseudo-random order, so every batch keeps its size
-  (dropping the item would make batch sizes, and with DDP the number of steps per
-  process, depend on where bad files happen to fall). The failures travel with the
-  batch to the main process, where the loader strips them off and, at the end of the
-  pass over the data, emits one :class:`BadImageWarning` with the count and the first
-  few paths. A file is reported once per data module, not once per epoch.
+  next readable image in a pseudo-random order fixed by ``(seed, index)``, so every
+  batch keeps its size (dropping the item would make batch sizes, and with DDP the
+  number of steps per process, depend on where bad files happen to fall). The
+  failures travel with the batch to the main process, where the loader strips them
+  off and, at the end of the pass over the data, emits one :class:`BadImageWarning`
+  with the count and the first few paths. A file is reported once per data module,
+  not once per epoch.
 * With ``cache=True`` every file is fully decoded while the cache is built, so all
   bad files are known up front: ``"raise"`` stops the build at the first one, and
   ``"skip"`` leaves them out of both splits and warns once in ``setup``.
 
-Batches. Loaders yield ``uint8`` images ``(B, C, H, W)``; random horizontal flips
-are applied to whole uint8 batches in the workers. :meth:`on_after_batch_transfer`
+Batches. Loaders yield ``uint8`` images ``(B, C, H, W)``. Random horizontal flips are
+applied in the workers, each decided by ``(seed, epoch, index)`` alone (see
+:mod:`lightning_gen.data._sampling`), so a resumed run flips exactly as an
+uninterrupted one, with any number of workers. :meth:`on_after_batch_transfer`
 turns images into float in ``[-1, 1]`` on the training device.
 
 Not covered here: downloading, test splits, per-class balancing, augmentations
@@ -63,7 +66,7 @@ from lightning_gen.data._base import (
     check_positive_int,
     default_num_workers,
 )
-from lightning_gen.data._sampling import EpochShuffleSampler
+from lightning_gen.data._sampling import EpochItemDataset, derive_seed
 from lightning_gen.data.cache import ImageCache, default_cache_dir, load_or_build_cache
 from lightning_gen.data.decoding import (
     DECODER_VERSION,
@@ -214,10 +217,12 @@ class ImageFolderDataModule(ImageDataModuleBase):
         val_fraction: Share of the files held out for validation, in [0, 1). Which
             files is fixed by ``seed`` and each file's path, so adding files never
             moves existing files between splits.
-        seed: Seed of the split and of the shuffling order.
+        seed: Seed of the split, the shuffling order, the flips and the substitutes
+            for bad files: each is a function of ``(seed, epoch, index)`` only.
         recursive: Also find images in folders nested inside the class folders.
         extensions: File extensions to load, any case, with or without the dot.
-        random_flip: Flip training images horizontally with probability 0.5.
+        random_flip: Flip training images horizontally with probability 0.5, decided per
+            image and epoch by ``seed``, so resumed runs flip exactly as uninterrupted ones.
         on_error: What to do with a file that can't be decoded: ``"skip"`` leaves it
             out and warns once with the count and the first paths; ``"raise"``
             stops with an error naming the file and the reason.
@@ -226,6 +231,10 @@ class ImageFolderDataModule(ImageDataModuleBase):
             bytes; rebuilt automatically when the folder or the settings change.
         cache_dir: Where caches are stored. Default ``$LIGHTNING_GEN_CACHE/data`` or
             ``~/.cache/lightning_gen/data``.
+
+    ``root`` and ``cache_dir`` are kept in :attr:`hparams` as strings, so checkpoints hold no
+    ``pathlib`` objects and load with ``torch.load(..., weights_only=True)``, as Lightning does
+    when resuming.
 
     Example:
         >>> import tempfile
@@ -260,6 +269,10 @@ class ImageFolderDataModule(ImageDataModuleBase):
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
+        # save_hyperparameters() records these locals as they are now: plain strings, because
+        # Lightning resumes with torch.load(weights_only=True), which refuses pathlib objects.
+        root = os.fspath(root)
+        cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
         self.root = _check_root(root)
         self.image_size = check_positive_int("image_size", image_size)
         if channels not in (1, 3):
@@ -382,9 +395,9 @@ class ImageFolderDataModule(ImageDataModuleBase):
         dataset = self._require("train")
         options = self._loader_options()
         return _BadFileReportingLoader(
-            dataset,
-            sampler=EpochShuffleSampler(len(dataset), seed=self.seed),
-            collate_fn=_Collate(random_flip=self.random_flip),
+            EpochItemDataset(dataset, seed=self.seed, random_flip=self.random_flip),
+            sampler=self._training_sampler(len(dataset)),
+            collate_fn=_Collate(),
             # A last batch of a single image breaks batch-norm layers in training.
             drop_last=len(dataset) >= options["batch_size"],
             **options,
@@ -395,7 +408,7 @@ class ImageFolderDataModule(ImageDataModuleBase):
         if len(dataset) == 0:
             return []  # Lightning reads an empty list as "no validation"
         return _BadFileReportingLoader(
-            dataset, shuffle=False, collate_fn=_Collate(random_flip=False), **self._loader_options()
+            dataset, shuffle=False, collate_fn=_Collate(), **self._loader_options()
         )
 
     # ------------------------------------------------------------------- internals
@@ -474,9 +487,9 @@ class _ImageFileDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, tuple]:
         failures = []
         candidate = index
-        # Substitutes come from a generator seeded by the item, so the same item is
+        # Substitutes come from a generator seeded by (seed, item), so the same item is
         # replaced by the same image in every epoch, worker count and run.
-        substitutes = random.Random(index * 1_000_003 + self.seed)
+        substitutes = random.Random(derive_seed("substitute", self.seed, index))
         for _ in range(_MAX_ATTEMPTS):
             path = os.path.join(self.root, self.relpaths[candidate])
             try:
@@ -535,17 +548,11 @@ class _RawBatch(NamedTuple):
 
 
 class _Collate:
-    """Stack uint8 images, flip half of them when asked, keep labels and failures."""
-
-    def __init__(self, random_flip: bool) -> None:
-        self.random_flip = random_flip
+    """Stack uint8 images, keep labels and failures (flips happen per item, before)."""
 
     def __call__(self, samples: list[tuple[torch.Tensor, int, tuple]]) -> _RawBatch:
         # default_collate stacks straight into shared memory inside a worker.
         images = default_collate([image for image, _, _ in samples])
-        if self.random_flip:
-            flip = torch.rand(len(samples)) < 0.5
-            images[flip] = images[flip].flip(-1)
         labels = None
         if samples[0][1] >= 0:
             labels = torch.tensor([label for _, label, _ in samples], dtype=torch.long)
@@ -564,7 +571,7 @@ class _BadFileReportingLoader(DataLoader):
         return self._batches(super().__iter__())
 
     def _batches(self, raw_batches: Iterator[_RawBatch]) -> Iterator[Any]:
-        seen = getattr(self.dataset, "reported", set())
+        seen = _reported_files(self.dataset)
         new: dict[str, str] = {}
         try:
             for raw in raw_batches:
@@ -601,6 +608,13 @@ def _skipped_message(
         f"Skipped {len(bad)} unreadable image file(s){where}: {shown}{more}. With "
         f"on_error='skip' {what}; pass on_error='raise' to stop at the first bad file."
     )
+
+
+def _reported_files(dataset: Any) -> set[str]:
+    """The ``reported`` set of the file dataset inside wrappers (training view, ``Subset``)."""
+    while not hasattr(dataset, "reported") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    return getattr(dataset, "reported", set())
 
 
 def _in_validation(relpath: str, seed: int, val_fraction: float) -> bool:

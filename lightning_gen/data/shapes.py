@@ -43,7 +43,7 @@ from lightning_gen.data._base import (
     check_positive_int,
     default_num_workers,
 )
-from lightning_gen.data._sampling import EpochShuffleSampler
+from lightning_gen.data._sampling import EpochItemDataset
 
 __all__ = [
     "BACKGROUND_COLOURS",
@@ -203,18 +203,27 @@ class ShapesDataModule(ImageDataModuleBase):
     :meth:`setup` (20,000 RGB images at 32 px take about 60 MB) and then served from
     memory by the main process, because there is no decoding left for workers to do.
 
+    Training images are mirrored left-right at random (``random_flip``), as with
+    :class:`ImageFolderDataModule`. Every shape kind is mirror-symmetric up to rotation and
+    positions, rotations and gradient angles are drawn symmetrically, so a flipped image is
+    another draw from the same distribution; its factors are those of
+    ``split_dataset("train").factors(i)`` mirrored (``x`` becomes ``1 - x``, the angles are
+    reflected). Validation images and the training dataset read by index are never flipped.
+
     Args:
         image_size: Side of the square images, in pixels.
         channels: 3 for RGB, 1 for grayscale.
         num_images: Total number of images, training plus validation.
         batch_size: Images per batch.
         val_fraction: Share of the images held out for validation, in [0, 1).
-        seed: Seed of the images and of the shuffling order.
+        seed: Seed of the images, the shuffling order and the flips: each is a function of
+            ``(seed, epoch, index)`` only, so resumed runs see exactly the same batches.
         shapes: Shape kinds to draw (see ``SHAPE_KINDS``); also the class names.
         in_memory: Render every image once in ``setup`` (fast epochs). When False,
             images are drawn on the fly in the loader, which uses no memory.
         num_workers: Loader worker processes. None means 0 when ``in_memory`` (nothing
             left to parallelise), otherwise up to 4.
+        random_flip: Flip training images horizontally with probability 0.5.
 
     Example:
         >>> dm = ShapesDataModule(image_size=16, num_images=40, batch_size=8)
@@ -235,6 +244,7 @@ class ShapesDataModule(ImageDataModuleBase):
         shapes: Sequence[str] = DEFAULT_SHAPES,
         in_memory: bool = True,
         num_workers: int | None = None,
+        random_flip: bool = True,
     ) -> None:
         super().__init__()
         self.image_size = check_positive_int("image_size", image_size)
@@ -250,6 +260,7 @@ class ShapesDataModule(ImageDataModuleBase):
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
         self.num_workers = int(num_workers)
+        self.random_flip = bool(random_flip)
         self.num_val = int(round(self.num_images * self.val_fraction))
         if self.num_images - self.num_val < 1:
             raise ValueError(
@@ -297,8 +308,8 @@ class ShapesDataModule(ImageDataModuleBase):
         dataset = self._require("train")
         options = self._loader_options()
         return DataLoader(
-            dataset,
-            sampler=EpochShuffleSampler(len(dataset), seed=self.seed),
+            EpochItemDataset(dataset, seed=self.seed, random_flip=self.random_flip),
+            sampler=self._training_sampler(len(dataset)),
             collate_fn=_collate_pairs,
             # A last batch of one image would break batch-norm layers in training.
             drop_last=len(dataset) >= options["batch_size"],
