@@ -10,7 +10,12 @@ POST /api/repos/create                                     ``create_repo`` (409 
 POST /api/models/{repo}/branch/{branch}                    ``create_branch`` (409 when it exists)
 POST /api/validate-yaml                                    README front-matter check in ``create_commit``
 POST /api/models/{repo}/preupload/{rev}                    upload mode per file: always ``regular``
-POST /api/models/{repo}/commit/{rev}                       NDJSON header / file / deletedFile lines
+POST /api/models/{repo}/commit/{rev}[?create_pr=1]         NDJSON header / file / deletedFile lines; with
+                                                           create_pr, a ``refs/pr/N`` ref and its URL
+POST /api/models/{repo}/discussions                        ``create_pull_request``: a ``refs/pr/N`` ref from
+                                                           main (what ``upload_folder(create_pr=True)`` does
+                                                           when ``hf_xet`` is installed, before committing to it)
+GET  /api/models/{repo}/discussions/{num}                  ``get_discussion_details``
 GET  /api/models/{repo}[/revision/{rev}]                   ``repo_info``: ``sha`` and ``siblings``
 GET  /api/models/{repo}/tree/{rev}[/{path}]                ``list_repo_tree`` (one page)
 HEAD|GET /{repo}/resolve/{rev}/{path}                      ``X-Repo-Commit``, ``ETag``, ``Content-Length``
@@ -31,8 +36,8 @@ Two deliberate choices:
   (the sha256) and ``X-Linked-Size``. The client then reads the metadata from the redirect itself
   and fetches the CDN URL without the ``Authorization`` header, as it does in production.
 
-Only namespaced model repositories (``ORG/NAME``) are supported; pull requests, LFS uploads and
-pagination are not.
+Only namespaced model repositories (``ORG/NAME``) are supported; LFS uploads, pagination and
+discussions beyond the pull request's ref are not.
 
 Test modules list this module in ``pytest_plugins`` for its fixtures and may import its helpers; it
 holds no asserts and opts out of assertion rewriting (PYTEST_DONT_REWRITE), which would otherwise
@@ -72,6 +77,8 @@ def _is_lfs_like(path: str) -> bool:
 class Repo:
     repo_id: str
     private: bool
+    create_payload: dict[str, Any] = field(default_factory=dict)  # what create_repo sent (visibility...)
+    pull_requests: int = 0  # refs/pr/N opened so far
     branches: dict[str, str] = field(default_factory=dict)  # branch -> commit sha
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit sha -> {path: content}
 
@@ -197,6 +204,11 @@ class FakeHub:
                 if method == "POST" and op == "commit" and len(rest) == 1:
                     self._require_token(headers)
                     return self._commit_endpoint(repo_id, rest[0], body, query)
+                if method == "POST" and op == "discussions" and not rest:
+                    self._require_token(headers)
+                    return self._create_pull_request(repo_id, json.loads(body or b"{}"))
+                if method == "GET" and op == "discussions" and len(rest) == 1:
+                    return self._discussion(repo_id, int(rest[0]))
                 if method == "POST" and op == "branch" and len(rest) == 1:
                     self._require_token(headers)
                     return self._create_branch(repo_id, rest[0], json.loads(body or b"{}"))
@@ -223,7 +235,8 @@ class FakeHub:
         repo_id = f"{payload.get('organization') or 'fake-user'}/{payload['name']}"
         if repo_id in self.repos:
             return _json(409, {"error": "You already created this model repo", "url": f"{self.url}/{repo_id}"})
-        self.create_repo(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
+        repo = self.create_repo(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
+        repo.create_payload = payload
         return _json(200, {"url": f"{self.url}/{repo_id}", "name": repo_id, "id": repo_id})
 
     def _create_branch(self, repo_id: str, branch: str, payload: dict[str, Any]):
@@ -245,6 +258,26 @@ class FakeHub:
             if metadata is not None and not isinstance(metadata, dict):
                 return _json(400, {"errors": [{"message": "Metadata must be a mapping"}], "warnings": []})
         return _json(200, {"errors": [], "warnings": []})
+
+    def _create_pull_request(self, repo_id: str, payload: dict[str, Any]):
+        repo = self._repo(repo_id)
+        if not payload.get("pullRequest"):
+            raise HubError(400, None, "The loopback Hub only opens pull requests, not plain discussions")
+        repo.pull_requests += 1
+        repo.branches[f"refs/pr/{repo.pull_requests}"] = repo.branches["main"]  # opened against main, as the Hub does
+        return _json(200, {"num": repo.pull_requests, "url": f"{self.url}/{repo_id}/discussions/{repo.pull_requests}"})
+
+    def _discussion(self, repo_id: str, num: int):
+        repo = self._repo(repo_id)
+        if not 1 <= num <= repo.pull_requests:
+            raise HubError(404, None, f"Discussion {num} not found")
+        details = {
+            "title": f"pull request {num}", "num": num, "author": {"name": "fake-user"},
+            "createdAt": "2026-01-01T00:00:00.000Z", "status": "draft",
+            "repo": {"name": repo_id, "type": "model"}, "isPullRequest": True, "events": [],
+            "changes": {"base": "refs/heads/main"}, "filesWithConflicts": [], "diff": "",
+        }
+        return _json(200, details)
 
     def _repo_info(self, repo_id: str, revision: str):
         repo = self._repo(repo_id)
@@ -290,8 +323,6 @@ class FakeHub:
 
     def _commit_endpoint(self, repo_id: str, revision: str, body: bytes, query: dict[str, list[str]]):
         repo = self._repo(repo_id)
-        if query.get("create_pr"):
-            raise HubError(400, None, "The loopback Hub does not support pull requests")
         if revision not in repo.branches:
             raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         files = dict(repo.commits[repo.branches[revision]])
@@ -315,8 +346,15 @@ class FakeHub:
                 files = {p: c for p, c in files.items() if not p.startswith(value["path"].rstrip("/") + "/")}
             else:
                 raise HubError(400, None, f"Unsupported commit operation {key!r} (LFS uploads are not implemented)")
-        sha = self._commit(repo, revision, files)
-        return _json(200, {"commitUrl": f"{self.url}/{repo_id}/commit/{sha}", "commitOid": sha, "success": True})
+        answer: dict[str, Any] = {"success": True}
+        if query.get("create_pr"):  # the branch stays; the commit lands on a new refs/pr/N, like the Hub's PRs
+            repo.pull_requests += 1
+            target = f"refs/pr/{repo.pull_requests}"
+            answer["pullRequestUrl"] = f"{self.url}/{repo_id}/discussions/{repo.pull_requests}"
+        else:
+            target = revision
+        sha = self._commit(repo, target, files)
+        return _json(200, {**answer, "commitUrl": f"{self.url}/{repo_id}/commit/{sha}", "commitOid": sha})
 
     def _resolve(self, repo_id: str, revision: str, path: str):
         repo = self._repo(repo_id)

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lightning_gen import VAE, GANModule
-from lightning_gen.zoo.hub import CONFIG_NAME, WEIGHTS_NAME, sha256_file
+from lightning_gen._files import sha256_file
+from lightning_gen.hub import CONFIG_NAME, META_KEY, WEIGHTS_NAME
 
 
 def tiny_gan(seed: int = 0, **kwargs) -> GANModule:
@@ -34,13 +35,19 @@ def tiny_vae(seed: int = 0) -> VAE:
     return VAE(image_size=16, channels=3, latent_dim=8, width=8)
 
 
+def save(model, folder: Path, **kwargs) -> Path:
+    """``model.save_pretrained(folder, **kwargs)`` (which returns None, as the mixin's does), then the folder."""
+    model.save_pretrained(folder, **kwargs)
+    return Path(folder)
+
+
 def rewrite_weights(folder: Path, mutate: Callable[[dict], dict], record_sha: bool = True) -> None:
     """Edit model.safetensors of a folder and (by default) record the new sha256 in config.json,
     so that the loader's integrity check passes and the test reaches the check it is about."""
     state = mutate(load_file(str(folder / WEIGHTS_NAME)))
     save_file(state, str(folder / WEIGHTS_NAME))
     if record_sha:
-        edit_config(folder, lambda c: c["weights"].__setitem__("sha256", sha256_file(folder / WEIGHTS_NAME)))
+        edit_config(folder, lambda c: c[META_KEY]["weights"].__setitem__("sha256", sha256_file(folder / WEIGHTS_NAME)))
 
 
 def edit_config(folder: Path, mutate: Callable[[dict], object]) -> None:
@@ -65,7 +72,7 @@ def private_zoo(tmp_path, monkeypatch):
     zoo_dir = tmp_path / "zoo"
     zoo_dir.mkdir()
     monkeypatch.setattr(zoo, "INDEX_PATH", index_path)
-    monkeypatch.setattr(zoo, "SOURCE_ZOO_DIR", zoo_dir)
+    monkeypatch.setattr(zoo, "PACKAGE_MODELS_DIR", zoo_dir)
     monkeypatch.delenv(zoo.ZOO_DIR_ENV, raising=False)
 
     def register(name: str, class_name: str, folder: Path | None = None, **fields) -> dict:

@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import lightning_gen.zoo as zoo
 from lightning_gen import GANModule
+from lightning_gen.cli.zoo import main
+from lightning_gen.hub import CardInfo
 from lightning_gen.zoo.callback import HubExportCallback
-from lightning_gen.zoo.card import CardInfo
-from lightning_gen.zoo.cli import main
 
 # Fixtures: fake_hub, no_internet (loopback Hub) and private_zoo (a temporary registry).
 pytest_plugins = ("_hub_server", "_zoo_fixtures")
@@ -63,7 +63,7 @@ def test_export_converts_a_lightning_checkpoint(trained, tmp_path, capsys):
     loaded = GANModule.from_pretrained(tmp_path / "hub")
     assert torch.equal(loaded.sample(6, seed=4), model.sample(6, seed=4))
     assert model.generator_step > 0  # the weights come from real optimizer steps, not from the init
-    assert json.loads((tmp_path / "hub" / "config.json").read_text())["init_args"]["ema_decay"] == 0.5
+    assert json.loads((tmp_path / "hub" / "config.json").read_text())["ema_decay"] == 0.5
 
 
 def test_export_reads_checkpoints_with_weights_only(trained, tmp_path, capsys):
@@ -128,20 +128,21 @@ def test_export_and_publish_a_zoo_model_end_to_end(trained, private_zoo, fake_hu
     assert main(["show", "tiny-gan"]) == 0
     shown = capsys.readouterr().out
     assert f"org/tiny-gan@{entry.revision}" in shown and "FID = 123.5" in shown and "16x16" in shown
+    assert "Review a downloaded recipe before running it" in shown
     assert torch.equal(zoo.load("tiny-gan").sample(3, seed=0), model.sample(3, seed=0))
 
 
 def test_push_a_folder_and_cli_errors(trained, fake_hub, tmp_path, capsys):
     _, ckpt = trained
     assert main(["export", str(ckpt), str(tmp_path / "hub"), "--no-samples"]) == 0
-    assert main(["push", str(tmp_path / "hub"), "--repo-id", "org/folder", "--revision", "exp1"]) == 0
+    assert main(["push", str(tmp_path / "hub"), "--repo-id", "org/folder", "--branch", "exp1"]) == 0
     assert "config.json" in fake_hub.files("org/folder", "exp1")
 
     capsys.readouterr()
     assert main(["show", "dcgan-shapes31"]) == 1
     assert "Did you mean 'dcgan-shapes32'" in capsys.readouterr().err
     assert main(["pull", "org/missing"]) == 1
-    assert "'org/missing' was not found" in capsys.readouterr().err
+    assert "Repository Not Found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         main(["push", str(tmp_path / "hub")])  # --repo-id is required
     assert usage.value.code == 2

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from _hub_server import set_offline
-from _zoo_fixtures import tiny_gan, tiny_vae
+from _zoo_fixtures import save, tiny_gan, tiny_vae
 
 import lightning_gen.zoo as zoo
 from lightning_gen import VAE, GANModule
@@ -30,11 +30,11 @@ def test_shipped_index_registers_the_shapes_models():
 
 
 @pytest.mark.parametrize("name", ["dcgan-shapes32", "vae-shapes32"])
-def test_shipped_zoo_models_sample_offline_from_the_source_tree(name, no_internet):
-    """Once the trained weights are committed under zoo/<name>/, they load with no network at all."""
-    if zoo.local_dir(name) is None:
-        pytest.skip(f"zoo/{name}/ has no exported weights in this checkout yet")
+def test_shipped_zoo_models_sample_offline_from_the_package(name, no_internet):
+    """The shipped weights are package data: they load with no network at all, verified against their pins."""
+    assert zoo.local_dir(name) == zoo.PACKAGE_MODELS_DIR / name
     model = zoo.load(name)
+    assert type(model).__name__ == zoo.info(name).class_name
     images = model.sample(4, seed=0)
     assert images.shape == (4, model.channels, model.image_size, model.image_size)
     assert torch.isfinite(images).all() and images.abs().max() <= 1
@@ -53,22 +53,22 @@ def test_unknown_name_suggests_close_matches(private_zoo):
 
 def test_local_copy_loads_without_network_or_cache(private_zoo, tmp_path, no_internet):
     model = tiny_gan()
-    private_zoo("tiny-gan", "GANModule", folder=model.save_pretrained(tmp_path / "export"))
+    private_zoo("tiny-gan", "GANModule", folder=save(model, tmp_path / "export"))
     loaded = zoo.load("tiny-gan")
     assert isinstance(loaded, GANModule)
     assert torch.equal(loaded.sample(4, seed=2), model.sample(4, seed=2))
 
 
 def test_local_copy_with_other_weights_than_pinned_is_refused(private_zoo, tmp_path):
-    folder = tiny_gan().save_pretrained(tmp_path / "export")
+    folder = save(tiny_gan(), tmp_path / "export")
     private_zoo("tiny-gan", "GANModule", folder=folder, sha256="ab" * 32)
-    with pytest.raises(HashMismatchError, match=r"abab.*was pinned.*git checkout -- zoo/"):
+    with pytest.raises(HashMismatchError, match=r"abab.*was pinned.*reinstall the package"):
         zoo.load("tiny-gan")
 
 
 def test_entry_without_exported_weights_says_how_to_export(private_zoo):
     private_zoo("future-gan", "GANModule")
-    with pytest.raises(MissingFileError, match="zoo export CKPT zoo/future-gan --zoo-name future-gan"):
+    with pytest.raises(MissingFileError, match="zoo export CKPT lightning_gen/zoo/models/future-gan --zoo-name future-gan"):
         zoo.load("future-gan")
 
 
@@ -79,14 +79,14 @@ def test_index_must_pin_full_commits(private_zoo):
 
 
 def test_entry_class_must_match_the_config(private_zoo, tmp_path):
-    private_zoo("mislabelled", "GANModule", folder=tiny_vae().save_pretrained(tmp_path / "vae", samples=False))
+    private_zoo("mislabelled", "GANModule", folder=save(tiny_vae(), tmp_path / "vae", samples=False))
     with pytest.raises(zoo.ConfigMismatchError, match="holds a VAE, not a GANModule"):
         zoo.load("mislabelled")
 
 
 def test_published_model_downloads_the_pinned_commit_and_checks_its_hash(private_zoo, fake_hub, tmp_path):
     model = tiny_gan(seed=0)
-    digest = zoo.sha256_file(model.save_pretrained(tmp_path / "export", samples=False) / "model.safetensors")
+    digest = zoo.sha256_file(save(model, tmp_path / "export", samples=False) / "model.safetensors")
     commit = model.push_to_hub("org/tiny-gan")
     tiny_gan(seed=1).push_to_hub("org/tiny-gan")  # main moves on; the zoo stays on its pin
     private_zoo("tiny-gan", "GANModule", repo_id="org/tiny-gan", revision=commit.oid, sha256=digest)
@@ -107,7 +107,7 @@ def test_published_model_downloads_the_pinned_commit_and_checks_its_hash(private
 def test_published_model_loads_offline_once_cached(private_zoo, fake_hub, tmp_path, monkeypatch):
     model = tiny_vae()
     commit = model.push_to_hub("org/tiny-vae")
-    digest = zoo.sha256_file(model.save_pretrained(tmp_path / "export", samples=False) / "model.safetensors")
+    digest = zoo.sha256_file(save(model, tmp_path / "export", samples=False) / "model.safetensors")
     private_zoo("tiny-vae", "VAE", repo_id="org/tiny-vae", revision=commit.oid, sha256=digest)
     snapshot = zoo.pull("tiny-vae")
     assert {"config.json", "model.safetensors", "README.md", "samples.png"} <= {p.name for p in snapshot.iterdir()}
@@ -120,7 +120,7 @@ def test_published_model_loads_offline_once_cached(private_zoo, fake_hub, tmp_pa
 
 def test_load_pretrained_accepts_folders_zoo_names_and_repo_ids(private_zoo, fake_hub, tmp_path):
     gan, vae = tiny_gan(), tiny_vae()
-    gan_folder = gan.save_pretrained(tmp_path / "gan", samples=False)
+    gan_folder = save(gan, tmp_path / "gan", samples=False)
     private_zoo("tiny-gan", "GANModule", folder=gan_folder)
     vae.push_to_hub("org/tiny-vae")
 
@@ -135,7 +135,7 @@ def test_load_pretrained_accepts_folders_zoo_names_and_repo_ids(private_zoo, fak
 
 def test_extra_zoo_folders_come_from_the_environment(private_zoo, tmp_path, monkeypatch):
     model = tiny_vae()
-    entry = private_zoo("tiny-vae", "VAE", folder=model.save_pretrained(tmp_path / "export", samples=False))
+    entry = private_zoo("tiny-vae", "VAE", folder=save(model, tmp_path / "export", samples=False))
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (private_zoo.zoo_dir / "tiny-vae").rename(mirror / "tiny-vae")
@@ -147,9 +147,9 @@ def test_extra_zoo_folders_come_from_the_environment(private_zoo, tmp_path, monk
 
 
 def test_sample_cli_draws_a_zoo_model_without_network(private_zoo, tmp_path, no_internet):
-    from lightning_gen.sampling import main as sample_main
+    from lightning_gen.cli.sample import main as sample_main
 
-    private_zoo("tiny-gan", "GANModule", folder=tiny_gan().save_pretrained(tmp_path / "export", samples=False))
+    private_zoo("tiny-gan", "GANModule", folder=save(tiny_gan(), tmp_path / "export", samples=False))
     out = tmp_path / "grid.png"
     assert sample_main(["--model", "tiny-gan", "--n", "64", "--out", str(out), "--seed", "0", "--device", "cpu"]) == 0
     from PIL import Image

@@ -18,8 +18,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_gen.zoo.card import METRIC_NAMES, CardInfo, MetricResult
-from lightning_gen.zoo.hub import ZooError, export_checkpoint, push_folder, save_folder
+from lightning_gen.hub import METRIC_NAMES, CardInfo, MetricResult, push_folder
+from lightning_gen.sampling import load_checkpoint
 
 
 class HubExportCallback(Callback):
@@ -31,8 +31,8 @@ class HubExportCallback(Callback):
     Args:
         output_dir: folder to write; default ``<trainer.default_root_dir>/hub_export``.
         repo_id: when given (``ORG/NAME``), push the folder there after exporting.
-        private: visibility of a repository the push creates.
-        revision: branch to push to (created if missing; default main).
+        private: visibility of a repository the push creates (None: the account's default).
+        branch: branch to push to (created if missing; default main).
         commit_message: the commit's summary line.
         card: model card content (dataset, licence, recipe, metrics...).
         metric_keys: card metric -> logged key, e.g. ``{"fid": "val/fid"}``. A logged value goes on the
@@ -55,8 +55,8 @@ class HubExportCallback(Callback):
         output_dir: str | os.PathLike | None = None,
         repo_id: str | None = None,
         *,
-        private: bool = False,
-        revision: str | None = None,
+        private: bool | None = None,
+        branch: str | None = None,
         commit_message: str = "Upload lightning-gen model (end of training)",
         card: CardInfo | None = None,
         metric_keys: Mapping[str, str] | None = None,
@@ -64,7 +64,7 @@ class HubExportCallback(Callback):
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.repo_id = repo_id
         self.private = private
-        self.revision = revision
+        self.branch = branch
         self.commit_message = commit_message
         self.card = card if card is not None else CardInfo()
         self.metric_keys = dict(metric_keys or {})
@@ -118,24 +118,18 @@ class HubExportCallback(Callback):
             metrics=(*self.card.metrics, *self._logged_metrics(trainer, checkpoint)),
             repo_id=self.card.repo_id or self.repo_id,
         )
-        if best is not None:
-            self.export_dir = export_checkpoint(best, out, cls=type(pl_module), card=card)
-            rank_zero_info(f"HubExportCallback: exported best checkpoint {best} to {self.export_dir}")
-        else:
-            self.export_dir = save_folder(pl_module, out, card=card)
-            rank_zero_info(f"HubExportCallback: no saved checkpoint; exported the final weights to {self.export_dir}")
+        module = load_checkpoint(best, cls=type(pl_module)) if best is not None else pl_module
+        module.save_pretrained(out, model_card_kwargs=card.as_kwargs())
+        self.export_dir = out
+        what = f"best checkpoint {best}" if best is not None else "the final weights (no saved checkpoint)"
+        rank_zero_info(f"HubExportCallback: exported {what} to {out}")
         if self.repo_id is None:
             return
         try:
             self.commit = push_folder(
-                self.export_dir,
-                self.repo_id,
-                private=self.private,
-                revision=self.revision,
-                commit_message=self.commit_message,
-                validate=False,  # written just above
+                out, self.repo_id, commit_message=self.commit_message, private=self.private, branch=self.branch
             )
-        except ZooError as err:
+        except Exception as err:  # any failure (network, auth, server): training is over and the folder is safe
             rank_zero_warn(
                 f"HubExportCallback: pushing to {self.repo_id} failed: {err}\n"
                 f"The model folder is at {self.export_dir}; "

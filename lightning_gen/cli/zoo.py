@@ -1,51 +1,54 @@
-"""``lightning-gen zoo``: list, show, pull, push and export pretrained models.
+"""``lightning-gen zoo``: list, show, pull, push, export and import-dcgan.
 
 Sub-commands::
 
     lightning-gen zoo list
     lightning-gen zoo show NAME
     lightning-gen zoo pull NAME_OR_REPO [--revision REV] [--force]
-    lightning-gen zoo push DIR_OR_NAME --repo-id ORG/NAME [--private] [--revision BRANCH] [--message MSG]
+    lightning-gen zoo push DIR_OR_NAME --repo-id ORG/NAME [--private] [--branch B] [--create-pr] [--message MSG]
     lightning-gen zoo export CKPT DIR [--zoo-name NAME] [--recipe FILE] [--metrics FILE] [--dataset D] ...
+    lightning-gen zoo import-dcgan NETG.pth [--netd NETD.pth] --out DIR
 
 ``export --zoo-name`` and ``push NAME`` also update the registry (``lightning_gen/zoo/index.json``):
 the sha256 of newly exported weights, the repository and commit of a push. Commit that file.
-
-Errors from the zoo (unknown names, missing repositories, hash mismatches, an unreachable Hub...)
-print one ``error:`` line and exit with status 1; usage errors exit with status 2.
+User errors (unknown names, missing repositories, hash mismatches, an unreachable Hub...) print one
+``error:`` line and exit with status 1; usage errors exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from huggingface_hub.errors import EntryNotFoundError
+
 import lightning_gen.zoo as zoo
-from lightning_gen.zoo.hub import (
-    BUILTIN_CLASSES,
+from lightning_gen._base import GenerativeModule
+from lightning_gen.hub import (
     CARD_NAME,
     CONFIG_NAME,
+    RECIPE_CAUTION,
     RECIPE_NAME,
     WEIGHTS_NAME,
-    ZooError,
-    export_checkpoint,
+    CardInfo,
+    MetricResult,
     push_folder,
-    sha256_file,
 )
+from lightning_gen.sampling import load_checkpoint
+
+# What a user can cause: bad names and paths, refused files, Hub answers (HfHubHTTPError is an OSError).
+USER_ERRORS = (ValueError, LookupError, OSError, EntryNotFoundError, pickle.UnpicklingError)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lightning-gen zoo", description="Pretrained lightning-gen models and the Hugging Face Hub."
-    )
+    parser = argparse.ArgumentParser(prog="lightning-gen zoo", description="Pretrained models and the Hub.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     sub.add_parser("list", help="list the registered zoo models")
-
     show = sub.add_parser("show", help="details of a zoo model (no network needed)")
     show.add_argument("name", help="zoo name (see `lightning-gen zoo list`)")
 
@@ -54,66 +57,54 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--revision", default=None, help="branch, tag or commit (Hub ids only; zoo models are pinned)")
     pull.add_argument("--force", action="store_true", help="download again even if cached")
 
-    push = sub.add_parser("push", help="upload a model folder (or a zoo model's local folder) to the Hub")
+    push = sub.add_parser("push", help="upload a model folder (or a zoo model's folder) to the Hub")
     push.add_argument("source", metavar="DIR_OR_NAME", help="folder written by save_pretrained/export, or a zoo name")
     push.add_argument("--repo-id", required=True, help="target repository ORG/NAME (created if missing)")
-    push.add_argument("--private", action="store_true", help="create the repository as private")
-    push.add_argument("--revision", default=None, help="branch to commit to (created if missing; default main)")
+    push.add_argument("--private", action="store_true", default=None, help="create the repository as private")
+    push.add_argument("--branch", default=None, help="branch to commit to (created if missing; default main)")
+    push.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     push.add_argument("--message", default="Upload lightning-gen model", help="commit message")
-    push.add_argument(
-        "--no-update-index", action="store_true", help="for a zoo name: do not record the repository and commit"
-    )
+    push.add_argument("--no-update-index", action="store_true", help="for a zoo name: do not record the commit")
 
     export = sub.add_parser("export", help="convert a Lightning checkpoint into a Hub folder")
     export.add_argument("checkpoint", metavar="CKPT", help="Lightning .ckpt written by GANModule or VAE")
     export.add_argument("directory", metavar="DIR", help="folder to write (created; other files are kept)")
-    export.add_argument(
-        "--class",
-        dest="class_name",
-        choices=sorted(BUILTIN_CLASSES),
-        default=None,
-        help="class that wrote the checkpoint (default: recorded in it)",
-    )
-    export.add_argument(
-        "--zoo-name",
-        default=None,
-        help="registered zoo model this export is: fills card defaults and records the new sha256",
-    )
-    export.add_argument(
-        "--recipe", default=None, help="LightningCLI YAML that trained the model (copied as recipe.yaml)"
-    )
-    export.add_argument(
-        "--metrics",
-        default=None,
-        help='JSON file: {"fid": {"value": 12.3, "protocol": {...}}, "is": {"reason": "..."}, ...}',
-    )
+    export.add_argument("--class", dest="class_name", choices=sorted(zoo.CLASSES), help="default: the recorded one")
+    export.add_argument("--zoo-name", default=None, help="registered model this is: card defaults, records the sha256")
+    export.add_argument("--recipe", default=None, help="LightningCLI YAML that trained it (copied as recipe.yaml)")
+    metrics_help = 'JSON: {"fid": {"value": 12.3, "protocol": {...}}, "is": {"reason": "..."}}'
+    export.add_argument("--metrics", default=None, help=metrics_help)
     export.add_argument("--dataset", default=None, help="training data name for the card")
     export.add_argument("--license", default=None, help="Hub licence id of the weights (default: other)")
     export.add_argument("--description", default=None, help="a paragraph for the card")
     export.add_argument("--repo-id", default=None, help="Hub repository the folder will be pushed to (for the card)")
     export.add_argument("--class-names", default=None, help="comma-separated label names of a conditional model")
+    export.add_argument("--include-discriminator", action="store_true", help="also store the discriminator")
     export.add_argument("--no-samples", action="store_true", help="do not draw samples.png")
+
+    dcgan = sub.add_parser("import-dcgan", help="convert netG/netD state dicts of the PyTorch DCGAN example")
+    dcgan.add_argument("netg", metavar="NETG.pth", help="torch.save(netG.state_dict()) of the example")
+    dcgan.add_argument("--netd", default=None, metavar="NETD.pth", help="the discriminator's state dict (optional)")
+    dcgan.add_argument("--out", required=True, metavar="DIR", help="Hub folder to write")
+    dcgan.add_argument("--dataset", default=None, help="training data name for the card")
+    dcgan.add_argument("--license", default="other", help="Hub licence id of the weights")
+    dcgan.add_argument("--no-samples", action="store_true", help="do not draw samples.png")
     return parser
 
 
 def _weights_status(entry: zoo.ZooEntry) -> str:
-    where = []
-    if zoo.local_dir(entry.name) is not None:
-        where.append("local")
-    if entry.published:
-        where.append("hub")
     if entry.sha256 is None:
         return "not exported"
+    where = (["local"] if zoo.local_dir(entry.name) else []) + (["hub"] if entry.published else [])
     return "+".join(where) or "missing"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    entries = [zoo.info(name) for name in zoo.list()]
     rows = [("NAME", "CLASS", "DATASET", "WEIGHTS", "DESCRIPTION")]
-    rows += [(e.name, e.class_name, e.dataset, _weights_status(e), e.description) for e in entries]
+    rows += [(e.name, e.class_name, e.dataset, _weights_status(e), e.description) for e in map(zoo.info, zoo.list())]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4])
     return 0
 
 
@@ -132,6 +123,8 @@ def _cached_file(entry: zoo.ZooEntry, filename: str) -> Path | None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from huggingface_hub import metadata_load
+
     entry = zoo.info(args.name)
     folder = zoo.local_dir(entry.name)
     lines = [
@@ -147,25 +140,26 @@ def _cmd_show(args: argparse.Namespace) -> int:
     config_path = _cached_file(entry, CONFIG_NAME)
     if config_path is not None:
         config = json.loads(config_path.read_text())
-        data, init_args = config.get("data", {}), config.get("init_args", {})
+        size = config.get("image_size")
         lines += [
-            ("image size", f"{data.get('image_size')}x{data.get('image_size')}, {data.get('channels')} channel(s)"),
+            ("image size", f"{size}x{size}, {config.get('channels')} channel(s)"),
             ("latent size", str(config.get("latent_dim"))),
-            ("classes", str(data.get("num_classes") or "unconditional")),
-            ("EMA decay", str(init_args.get("ema_decay"))),
+            ("classes", str(config.get("num_classes") or "unconditional")),
+            ("EMA decay", str(config.get("ema_decay"))),
         ]
     card_path = _cached_file(entry, CARD_NAME)
     if card_path is not None:
-        from lightning_gen.zoo.card import read_card_metadata
-
-        results = []
-        for model in read_card_metadata(card_path).get("model-index", []) or []:
-            for result in model.get("results", []):
-                for metric in result.get("metrics", []):
-                    results.append(f"{metric.get('name', metric.get('type'))} = {metric.get('value')}")
-        lines.append(("metrics", "; ".join(results) if results else "none measured (see the card)"))
+        metrics = [
+            f"{m.get('name', m.get('type'))} = {m.get('value')}"
+            for model in (metadata_load(card_path) or {}).get("model-index", []) or []
+            for result in model.get("results", [])
+            for m in result.get("metrics", [])
+        ]
+        lines.append(("metrics", "; ".join(metrics) or "none measured (see the card)"))
     else:
         lines.append(("metrics", "card not available offline; `lightning-gen zoo pull` fetches it"))
+    recipe = _cached_file(entry, RECIPE_NAME)
+    lines.append(("recipe", f"{recipe if recipe else 'in the card'}. {RECIPE_CAUTION}"))
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
         print(f"{key.ljust(width)}  {value}")
@@ -175,65 +169,52 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_pull(args: argparse.Namespace) -> int:
     folder = zoo.pull(args.name, args.revision, force_download=args.force)
     print(f"pulled {args.name} into {folder}")
+    if (folder / RECIPE_NAME).is_file():
+        print(f"note: {RECIPE_CAUTION}")
     return 0
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    source = Path(args.source)
-    entry = None
-    if not source.is_dir():
+    source, entry = Path(args.source), None
+    if source.is_dir():
+        GenerativeModule.from_pretrained(source)  # a folder that does not load strictly is never published
+    else:
         entry = zoo.info(args.source)  # unknown names fail here with close matches
         folder = zoo.local_dir(entry.name)
         if folder is None:
-            raise zoo.MissingFileError(
-                f"Zoo model {entry.name!r} has no local folder with weights to push; export it first with "
-                f"`lightning-gen zoo export CKPT zoo/{entry.name} --zoo-name {entry.name}`."
-            )
-        zoo.load(entry.name, source="local")  # checks the pinned sha256 and loads strictly before publishing
+            raise zoo.MissingFileError(f"Zoo model {entry.name!r} has no local folder to push; export it first.")
+        zoo.load(entry.name, source="local")  # checks the pinned sha256 before publishing
         source = folder
     commit = push_folder(
-        source,
-        args.repo_id,
-        private=args.private,
-        revision=args.revision,
-        commit_message=args.message,
-        validate=entry is None,  # a zoo folder was just checked above
+        source, args.repo_id, commit_message=args.message, private=args.private, branch=args.branch,
+        create_pr=args.create_pr or None,
     )
-    print(f"pushed {source} to {args.repo_id} at commit {commit.oid}")
-    if entry is not None and not args.no_update_index:
+    pull_request = f" ({commit.pr_url})" if commit.pr_url else ""
+    print(f"pushed {source} to {args.repo_id} at commit {commit.oid}{pull_request}")
+    if entry is not None and not args.no_update_index and not args.create_pr:
         zoo.update_index_entry(entry.name, repo_id=args.repo_id, revision=commit.oid)
         print(f"recorded {args.repo_id}@{commit.oid} for {entry.name} in {zoo.INDEX_PATH}")
     return 0
 
 
-def _read_metrics(path: str) -> tuple:
-    from lightning_gen.zoo.card import MetricResult
-
+def _read_metrics(path: str) -> tuple[MetricResult, ...]:
     raw = json.loads(Path(path).read_text())
-    if not isinstance(raw, dict):
-        raise ValueError(f"--metrics {path!r} must hold a JSON object keyed by fid/is/kid.")
-    results = []
-    for name, item in raw.items():
-        if not isinstance(item, dict):
-            raise ValueError(f"--metrics {path!r}: {name!r} must map to an object with 'value' or 'reason'.")
-        results.append(
-            MetricResult(name, item.get("value"), item.get("std"), dict(item.get("protocol") or {}), item.get("reason"))
-        )
-    return tuple(results)
+    if not isinstance(raw, dict) or not all(isinstance(item, dict) for item in raw.values()):
+        raise ValueError(f"--metrics {path!r} must map fid/is/kid to objects with 'value' or 'reason'.")
+    return tuple(
+        MetricResult(name, item.get("value"), item.get("std"), dict(item.get("protocol") or {}), item.get("reason"))
+        for name, item in raw.items()
+    )
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from lightning_gen.zoo.card import CardInfo
-
     entry = zoo.info(args.zoo_name) if args.zoo_name else None
     directory = Path(args.directory)
+    module = load_checkpoint(args.checkpoint, cls=zoo.CLASSES[args.class_name] if args.class_name else None)
+    recipe = Path(args.recipe).read_text() if args.recipe else None
     directory.mkdir(parents=True, exist_ok=True)
-    recipe = None
-    if args.recipe:
-        recipe_path = Path(args.recipe)
-        recipe = recipe_path.read_text()
-        if recipe_path.resolve() != (directory / RECIPE_NAME).resolve():
-            shutil.copyfile(recipe_path, directory / RECIPE_NAME)  # so that a push publishes it too
+    if args.recipe and Path(args.recipe).resolve() != (directory / RECIPE_NAME).resolve():
+        shutil.copyfile(args.recipe, directory / RECIPE_NAME)  # so that a push publishes it too
     card = CardInfo(
         model_name=entry.name if entry else None,
         description=args.description or (entry.description if entry else None),
@@ -244,12 +225,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
         repo_id=args.repo_id or (entry.repo_id if entry else None),
         zoo_name=entry.name if entry else None,
     )
-    class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
-    folder = export_checkpoint(
-        args.checkpoint, directory, cls=args.class_name, card=card, samples=not args.no_samples, class_names=class_names
+    module.save_pretrained(
+        directory,
+        model_card_kwargs=card.as_kwargs(),
+        samples=not args.no_samples,
+        include_discriminator=args.include_discriminator,
+        class_names=[c.strip() for c in args.class_names.split(",")] if args.class_names else None,
     )
-    digest = sha256_file(folder / WEIGHTS_NAME)
-    print(f"exported {args.checkpoint} to {folder} ({WEIGHTS_NAME} sha256 {digest})")
+    digest = zoo.sha256_file(directory / WEIGHTS_NAME)
+    print(f"exported {args.checkpoint} to {directory} ({WEIGHTS_NAME} sha256 {digest})")
     if entry is not None and digest != entry.sha256:
         # The published commit (if any) holds other weights now: drop its pin until the next push.
         zoo.update_index_entry(entry.name, sha256=digest, revision=None)
@@ -257,7 +241,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": _cmd_list, "show": _cmd_show, "pull": _cmd_pull, "push": _cmd_push, "export": _cmd_export}
+def _cmd_import_dcgan(args: argparse.Namespace) -> int:
+    from lightning_gen.zoo.dcgan_import import import_dcgan
+
+    folder = import_dcgan(
+        args.netg, args.out, args.netd, dataset=args.dataset, license=args.license, samples=not args.no_samples
+    )
+    print(f"imported {args.netg}{' and ' + args.netd if args.netd else ''} into {folder}")
+    return 0
+
+
+_COMMANDS = {
+    "list": _cmd_list,
+    "show": _cmd_show,
+    "pull": _cmd_pull,
+    "push": _cmd_push,
+    "export": _cmd_export,
+    "import-dcgan": _cmd_import_dcgan,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,10 +266,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ZooError, FileNotFoundError, ValueError) as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m lightning_gen.zoo.cli ...`
-    raise SystemExit(main())
