@@ -6,32 +6,43 @@ This is the only place that knows about Lightning's plumbing for alternating upd
 * **Mixed precision.** Each half-step calls ``manual_backward`` then ``optimizer.step()`` on Lightning's
   optimizer wrapper, so under ``16-mixed`` the GradScaler unscales, checks for inf and skips *that*
   optimizer's step on its own, and under both ``16-mixed`` and ``bf16-mixed`` the forward runs in the
-  autocast context the precision plugin opens. Nothing here opens autocast by hand.
+  autocast context the precision plugin opens. Nothing here opens autocast by hand. A step the
+  GradScaler skipped is not counted (``generator_step``, the EMA and step-wise LR schedulers only
+  advance on real updates).
 * **Gradient clipping.** ``Trainer(gradient_clip_val=...)`` is rejected by Lightning for manual
   optimization, so clipping is a module argument applied in ``on_before_optimizer_step``, which the
   precision plugin calls after unscaling (clipping scaled gradients would clip at the wrong norm).
-* **DDP.** During the discriminator half-step the generator's parameters get no gradient and vice
-  versa. Plain DDP raises on the next step unless unused-parameter detection is on, so ``setup``
-  turns it on for the strategy before Lightning wraps the model.
-* **Non-finite losses** stop training with a message (or skip the step) *before* the optimizer
-  step, and checkpoints refuse to save non-finite weights.
+* **DDP.** Each network is wrapped in its own ``DistributedDataParallel`` by
+  :class:`~lightning_gen.strategies.MultiModelDDPStrategy` (``ddp_networks`` names them), so a half-step
+  all-reduces only the network that steps. The half-step calls that network through
+  :meth:`GenerativeModule._network` and the idle one directly.
+* **No host synchronisation in steady state.** A non-finite loss sets a flag on the device, which is
+  read only on logging steps, at the end of an epoch and before a checkpoint is written (``raise``
+  stops there naming the generator-step range; ``skip`` undoes the update on the device). Metrics are
+  logged on logging steps only, because Lightning converts every progress-bar value to a Python
+  number after every batch.
+* **LR schedulers** are stepped here (Lightning leaves them alone under manual optimization):
+  ``interval="step"`` once per generator update, ``interval="epoch"`` at the end of each epoch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_gen._images import to_float, unpack_batch
-from lightning_gen.zoo.hub import HubMixin
+from lightning_gen.hub import HubMixin
 
 NONFINITE_POLICIES = ("raise", "skip")
 CLIP_ALGORITHMS = ("norm", "value")
+LR_SCHEDULER_INTERVALS = ("step", "epoch")
+PROGRESS_BAR_NAME = "loss"  # the one value on the progress bar: D's loss for the GAN, the VAE's loss
 
 
 class GenerativeModule(HubMixin, pl.LightningModule):
@@ -42,11 +53,18 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # Alternating updates need two optimizers stepped by hand.
         self.automatic_optimization = False
         self.generator_step = 0  # generator (or VAE) updates done; restored from checkpoints
-        self.skipped_steps = 0  # half-steps skipped because of a non-finite loss (on_nonfinite="skip")
+        self.skipped_steps = 0  # half-steps skipped (non-finite loss under on_nonfinite="skip", GradScaler overflow)
         self._noise_seed: int | None = None
         self._noise_rng: torch.Generator | None = None
         self._batch_checked = False
         self._grid_logged_this_epoch = False
+        self._networks_configured = False
+        # Filled by MultiModelDDPStrategy: one DistributedDataParallel per network. A plain dict, so the
+        # wrappers are not registered submodules and state-dict keys never change.
+        self._ddp_wrappers: dict[str, nn.Module] = {}
+        self._nonfinite: Tensor | None = None  # device flag: a non-finite loss since the last look
+        self._nonfinite_skips: Tensor | None = None  # device count of updates undone under on_nonfinite="skip"
+        self._last_checked_step = 0  # generator step at the last look at the flag
 
     # ----------------------------------------------------------------------------------------------
     # Properties every generative module exposes (metrics and the zoo rely on them).
@@ -66,9 +84,18 @@ class GenerativeModule(HubMixin, pl.LightningModule):
     def num_classes(self) -> int:
         return int(self.hparams.get("num_classes", 0) or 0)
 
-    def inference_networks(self) -> dict[str, torch.nn.Module]:  # pragma: no cover - abstract
+    def inference_networks(self) -> dict[str, nn.Module]:  # pragma: no cover - abstract
         """The networks needed to sample (what a Hub export keeps)."""
         raise NotImplementedError
+
+    def ddp_networks(self) -> dict[str, nn.Module]:  # pragma: no cover - abstract
+        """The trained networks, by attribute name; each gets its own DDP wrapper under multi-GPU training."""
+        raise NotImplementedError
+
+    def _network(self, name: str) -> nn.Module:
+        """Network ``name`` as the half-step that trains it must call it: through its DDP wrapper, if any."""
+        wrapper = self._ddp_wrappers.get(name)
+        return wrapper if wrapper is not None else getattr(self, name)
 
     # ----------------------------------------------------------------------------------------------
     # Validation shared by subclasses.
@@ -77,30 +104,41 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
 
-    def _check_common_args(self, on_nonfinite: str, gradient_clip_val: float | None, gradient_clip_algorithm: str) -> None:
+    def _check_common_args(
+        self, on_nonfinite: str, gradient_clip_val: float | None, gradient_clip_algorithm: str, lr_scheduler_interval: str = "epoch"
+    ) -> None:
         self._check_choice("on_nonfinite", on_nonfinite, NONFINITE_POLICIES)
         self._check_choice("gradient_clip_algorithm", gradient_clip_algorithm, CLIP_ALGORITHMS)
+        self._check_choice("lr_scheduler_interval", lr_scheduler_interval, LR_SCHEDULER_INTERVALS)
         if gradient_clip_val is not None and not gradient_clip_val > 0:
             raise ValueError(f"gradient_clip_val must be > 0 or None (no clipping), got {gradient_clip_val!r}.")
 
     # ----------------------------------------------------------------------------------------------
     # Lightning hooks.
     def setup(self, stage: str) -> None:
-        strategy = self.trainer.strategy
-        if isinstance(strategy, DDPStrategy):
-            ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)
-            if ddp_kwargs is None:  # a future Lightning renamed the attribute: fail before the first step
-                raise RuntimeError(
-                    f"{type(self).__name__} alternates updates, which leaves parameters without gradients in "
-                    "each half-step. Use Trainer(strategy='ddp_find_unused_parameters_true') or "
-                    "DDPStrategy(find_unused_parameters=True)."
-                )
-            if not ddp_kwargs.get("find_unused_parameters", False) and not ddp_kwargs.get("static_graph", False):
-                ddp_kwargs["find_unused_parameters"] = True
-                rank_zero_info(
-                    f"{type(self).__name__}: enabled DDP find_unused_parameters=True, because each half-step of the "
-                    "alternating updates leaves the other network's parameters without gradients."
-                )
+        # Lightning runs this hook before the strategy wraps the model, so a plain DDPStrategy can still
+        # become a MultiModelDDPStrategy (one DDP wrapper per network); other parallel strategies fail here,
+        # before the first step.
+        from lightning_gen.strategies import adapt_strategy
+
+        adapt_strategy(self.trainer.strategy, type(self).__name__, stage)
+
+    def configure_model(self) -> None:
+        """Apply ``channels_last`` and ``compile`` to the networks (once, before DDP wraps them)."""
+        if self._networks_configured:
+            return
+        self._networks_configured = True
+        compile_option = self.hparams.get("compile")
+        for network in self.ddp_networks().values():
+            if self.hparams.get("channels_last"):
+                network.to(memory_format=torch.channels_last)
+            if compile_option:
+                # nn.Module.compile() compiles in place: parameter names (and so checkpoints, the EMA copy
+                # and Hub exports) stay those of the plain network, unlike torch.compile(m)'s `_orig_mod.`.
+                network.compile(**(compile_option if isinstance(compile_option, dict) else {}))
+        for network in self.inference_networks().values():
+            if self.hparams.get("channels_last"):
+                network.to(memory_format=torch.channels_last)
 
     def on_fit_start(self) -> None:
         if self._noise_seed is None:
@@ -114,6 +152,25 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         self._noise_rng = torch.Generator(device=self.device).manual_seed(seed)
         self._grid_logged_this_epoch = False
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Any:
+        # Lightning turns every progress-bar value it holds into a Python number after every batch, which
+        # waits for the device. The bar value is logged on logging steps only (see _log_progress_bar) and
+        # dropped from Lightning's results afterwards, so other batches never read it. The bar keeps
+        # showing the last value. (Private Lightning state: if it changes, this degrades to one sync per step.)
+        results = getattr(self._trainer, "_results", None) if self._trainer is not None else None
+        bar_value = results.get(f"training_step.{PROGRESS_BAR_NAME}") if isinstance(results, dict) else None
+        if bar_value is not None and hasattr(bar_value, "has_reset") and not bar_value.has_reset:
+            bar_value.reset()
+
+    def _log_progress_bar(self, value: Tensor) -> None:
+        """Show ``value`` (the module's one progress-bar number) on logging steps."""
+        if self._is_logging_step():
+            self.log(PROGRESS_BAR_NAME, value, prog_bar=True, logger=False)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._is_logging_step():
+            self._check_nonfinite()
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         clip = self.hparams.get("gradient_clip_val")
         if clip:
@@ -126,10 +183,13 @@ class GenerativeModule(HubMixin, pl.LightningModule):
             self._grid_logged_this_epoch = True
 
     def on_train_epoch_end(self) -> None:
+        self._check_nonfinite()
+        self._step_lr_schedulers("epoch")
         if not self._grid_logged_this_epoch:  # no validation loop ran this epoch
             self.log_sample_grids()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_nonfinite()
         for name, tensor in self.state_dict().items():
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise FloatingPointError(
@@ -144,45 +204,134 @@ class GenerativeModule(HubMixin, pl.LightningModule):
             "generator_step": self.generator_step,
             "skipped_steps": self.skipped_steps,
             "noise_seed": self._noise_seed,
+            **self._extra_counters(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("lightning_gen", {})
         self.generator_step = int(meta.get("generator_step", 0))
+        self._last_checked_step = self.generator_step
         self.skipped_steps = int(meta.get("skipped_steps", 0))
         self._noise_seed = meta.get("noise_seed")
+        self._restore_extra_counters(meta)
+
+    def _extra_counters(self) -> dict[str, int]:
+        """Subclass counters to keep in the checkpoint's ``lightning_gen`` record."""
+        return {}
+
+    def _restore_extra_counters(self, meta: dict[str, Any]) -> None:
+        pass
+
+    # ----------------------------------------------------------------------------------------------
+    # Optimizers and schedulers.
+    def _default_adam(self, params: Any, lr: float, betas: Any) -> torch.optim.Adam:
+        """Adam with the fastest implementation the device has: ``fused`` where torch has a kernel, else ``foreach``."""
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **self._adam_implementation())
+
+    def _adam_implementation(self) -> dict[str, bool]:
+        try:
+            from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+            fused_devices = _get_fused_kernels_supported_devices()
+        except ImportError:  # pragma: no cover - older torch
+            fused_devices = ["cuda"]
+        precision = str(getattr(self._trainer, "precision", "") or "") if self._trainer is not None else ""
+        # A fused optimizer unscales inside step(), so Lightning cannot clip its gradients under 16-mixed.
+        clipping_under_fp16 = self.hparams.get("gradient_clip_val") and precision.startswith("16")
+        if self.device.type in fused_devices and not clipping_under_fp16:
+            return {"fused": True}
+        return {"foreach": True}
+
+    @staticmethod
+    def _optimizers_and_schedulers(
+        optimizers: list[torch.optim.Optimizer], factories: list[Any], interval: str
+    ) -> Any:
+        """``configure_optimizers``'s return value: the optimizers, plus scheduler configs where a factory is set."""
+        schedulers = [
+            {"scheduler": factory(optimizer), "interval": interval}
+            for optimizer, factory in zip(optimizers, factories)
+            if factory is not None
+        ]
+        return (optimizers, schedulers) if schedulers else optimizers
+
+    def _step_lr_schedulers(self, interval: str) -> None:
+        """Step the schedulers whose ``interval`` is ``interval`` (Lightning doesn't under manual optimization).
+
+        ``"step"`` counts generator updates, for the discriminator's scheduler too, so one schedule length
+        fits both; ``frequency`` is honoured; ``ReduceLROnPlateau`` reads its ``monitor`` from the logged metrics.
+        """
+        if self._trainer is None:
+            return
+        count = self.generator_step if interval == "step" else self.current_epoch + 1
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval != interval or count % config.frequency:
+                continue
+            if config.reduce_on_plateau:
+                metric = self.trainer.callback_metrics.get(config.monitor)
+                if metric is None:
+                    if config.strict:
+                        raise RuntimeError(
+                            f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged; logged metrics: "
+                            f"{sorted(self.trainer.callback_metrics)}. Set monitor= to one of them or strict=False."
+                        )
+                    continue
+                config.scheduler.step(metric)
+            else:
+                config.scheduler.step()
 
     # ----------------------------------------------------------------------------------------------
     # Helpers for training steps.
     def log_sample_grids(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _is_logging_step(self) -> bool:
+        """Whether Lightning writes logs after this batch (the only batches that may read numbers back)."""
+        if self._trainer is None:
+            return True
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
+
     def _prepare_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
         """Unpack a batch and, on the first step, check it matches the model."""
         images, labels = unpack_batch(batch)
         if not self._batch_checked:
-            expected = (self.channels, self.image_size, self.image_size)
-            if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-                raise ValueError(
-                    f"{type(self).__name__} expects image batches of shape (B, {', '.join(map(str, expected))}) "
-                    f"(channels={self.channels}, image_size={self.image_size}), but the batch has shape "
-                    f"{tuple(images.shape)}. Make the model's image_size/channels match the data module's."
-                )
-            if self.num_classes:
-                if labels is None:
-                    raise ValueError(
-                        f"{type(self).__name__}(num_classes={self.num_classes}) is class-conditional but the batch has "
-                        "no labels. Use a labeled dataset (class subfolders) or set num_classes=0."
-                    )
-                if int(labels.max()) >= self.num_classes or int(labels.min()) < 0:
-                    raise ValueError(
-                        f"Batch labels range over [{int(labels.min())}, {int(labels.max())}] but num_classes="
-                        f"{self.num_classes}. Set num_classes to the data module's num_classes."
-                    )
+            self._check_first_batch(images, labels)
             self._batch_checked = True
         # The data modules convert uint8 in on_after_batch_transfer; a bare loader passed to fit() (or a
         # custom one) may still deliver uint8, which is converted here on the device rather than rejected.
-        return to_float(images), (labels if self.num_classes else None)
+        images = to_float(images)
+        if self.hparams.get("channels_last"):
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, (labels if self.num_classes else None)
+
+    def _check_first_batch(self, images: Tensor, labels: Tensor | None) -> None:
+        expected = (self.channels, self.image_size, self.image_size)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"{type(self).__name__} expects image batches of shape (B, {', '.join(map(str, expected))}) "
+                f"(channels={self.channels}, image_size={self.image_size}), but the batch has shape "
+                f"{tuple(images.shape)}. Make the model's image_size/channels match the data module's."
+            )
+        if images.is_floating_point():
+            low, high = float(images.min()), float(images.max())  # once per fit, not per step
+            if low >= 0:
+                raise ValueError(
+                    f"{type(self).__name__} expects float images in [-1, 1] (the generator ends in tanh), but the "
+                    f"first batch lies in [{low:.3g}, {high:.3g}], which looks like [0, 1] images (torchvision's "
+                    "ToTensor()). Add transforms.Normalize(mean=0.5, std=0.5) after ToTensor(), yield uint8 images "
+                    "(converted for you), or use the library's data modules."
+                )
+        if self.num_classes:
+            if labels is None:
+                raise ValueError(
+                    f"{type(self).__name__}(num_classes={self.num_classes}) is class-conditional but the batch has "
+                    "no labels. Use a labeled dataset (class subfolders) or set num_classes=0."
+                )
+            if int(labels.max()) >= self.num_classes or int(labels.min()) < 0:
+                raise ValueError(
+                    f"Batch labels range over [{int(labels.min())}, {int(labels.max())}] but num_classes="
+                    f"{self.num_classes}. Set num_classes to the data module's num_classes."
+                )
 
     def _noise_generator(self) -> torch.Generator:
         """The training noise RNG (seeded per epoch and rank in ``on_train_epoch_start``)."""
@@ -196,42 +345,175 @@ class GenerativeModule(HubMixin, pl.LightningModule):
     def _latents_for_sampling(self, n: int, seed: int | None) -> Tensor:
         # Drawn on the CPU, so a seed gives the same images on every device.
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-
-    def _loss_is_finite(self, loss: Tensor, what: str) -> bool:
-        """True when ``loss`` is finite on every rank; otherwise raise or skip as configured."""
-        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss.detach()).all()), all=True)
-        if finite:
-            return True
-        if self.hparams.on_nonfinite == "raise":
-            raise FloatingPointError(
-                f"The {what} loss became non-finite ({loss.detach().float().item()}) at generator step "
-                f"{self.generator_step}. Training stopped before the optimizer step, so no non-finite weights "
-                "were written. Lower the learning rate, set gradient_clip_val, or pass on_nonfinite='skip'."
-            )
-        self.skipped_steps += 1
-        rank_zero_warn(f"Skipping a {what} step: the loss is non-finite (generator step {self.generator_step}).")
-        return False
+        return torch.randn(n, self.latent_dim, generator=generator)
 
     def _optimizers(self) -> list:
         optimizers = self.optimizers()
         return optimizers if isinstance(optimizers, list) else [optimizers]
 
     def _update(self, optimizer: Any, loss: Tensor, what: str) -> bool:
-        """One half-step: check the loss, backward through the precision plugin, step. Returns whether it stepped."""
-        if not self._loss_is_finite(loss, what):
-            optimizer.zero_grad(set_to_none=True)
-            return False
+        """One half-step: backward through the precision plugin, then step.
+
+        Returns False only when the step is known to have been skipped without a synchronisation of our
+        own: under ``16-mixed``, when the GradScaler found an overflow (its own check has already waited
+        for the device, so reading its verdict costs nothing more). A non-finite loss only sets the device
+        flag that :meth:`_check_nonfinite` reads on logging steps.
+        """
+        nonfinite = ~torch.isfinite(loss.detach())
+        self._nonfinite = nonfinite if self._nonfinite is None else self._nonfinite | nonfinite
         # Zero before the backward only, as a hand-written loop does. Also freeing the gradients right after
         # the step (to drop them during the other network's half-step) cost ~6% throughput on CPU, from
         # reallocating the buffers every half-step (benchmarks/RESULTS.md). The idle network's stale gradients
         # are harmless: toggled_optimizer keeps new gradients from reaching it.
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+        scale_before = scaler._scale.clone() if getattr(scaler, "_scale", None) is not None else None
+        if self.hparams.on_nonfinite == "skip":
+            self._step_unless(optimizer, nonfinite)
+        else:
+            optimizer.step()
+        if scale_before is None:
+            return True
+        # The GradScaler lowers its scale exactly when it skipped the step.
+        skipped = bool(scaler._scale < scale_before)
+        if skipped:
+            self.skipped_steps += 1
+        return not skipped
+
+    def _step_unless(self, optimizer: Any, skip: Tensor) -> None:
+        """Step, then undo the update on the device where ``skip`` is set: no number is read back.
+
+        Costs one copy of the parameters and optimizer state per half-step (on_nonfinite="skip" only).
+        Optimizer state on another device than the parameters (Adam's CPU step counters) is not restored.
+        """
+        inner = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps the torch optimizer
+        params = [p for group in inner.param_groups for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        # Under DDP a rank whose loss was finite still receives the all-reduced NaN gradients of another
+        # rank: look at the gradients too, so every rank makes the same decision without talking.
+        found_inf = torch.zeros(1, device=params[0].grad.device)
+        torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], found_inf, torch.ones_like(found_inf))
+        skip = (skip | (found_inf > 0)).reshape(())
+        for p in params:  # keep NaN/inf gradients out of the optimizer state
+            p.grad.masked_fill_(skip, 0)
+        state = [t for p in params for t in inner.state.get(p, {}).values() if isinstance(t, Tensor) and t.device == skip.device]
+        tensors = [*params, *state]
+        saved = [t.detach().clone() for t in tensors]
         optimizer.step()
-        return True
+        with torch.no_grad():
+            for tensor, old in zip(tensors, saved):
+                tensor.copy_(torch.where(skip, old, tensor))
+        self._nonfinite_skips = skip.long() if self._nonfinite_skips is None else self._nonfinite_skips + skip.long()
+
+    def _check_nonfinite(self) -> None:
+        """Read the device flag (logging steps, epoch end, before a checkpoint) and apply ``on_nonfinite``."""
+        if self._nonfinite is None:
+            return
+        found = bool(self._nonfinite)
+        if self._trainer is not None:
+            found = self.trainer.strategy.reduce_boolean_decision(found, all=False)  # any rank
+        first, last = self._last_checked_step, self.generator_step
+        self._last_checked_step = self.generator_step
+        self._nonfinite.zero_()
+        if not found:
+            return
+        if self.hparams.on_nonfinite == "raise":
+            raise FloatingPointError(
+                f"A loss became non-finite between generator steps {first} and {last}. Training stopped, and no "
+                "checkpoint with non-finite weights was written. Lower the learning rate, set gradient_clip_val, "
+                "or pass on_nonfinite='skip'."
+            )
+        skips = int(self._nonfinite_skips) if self._nonfinite_skips is not None else 0
+        self._nonfinite_skips = None
+        self.skipped_steps += skips
+        rank_zero_warn(f"Skipped {skips} update(s) with a non-finite loss between generator steps {first} and {last}.")
+
+    # ----------------------------------------------------------------------------------------------
+    # Sampling and prediction.
+    def _sample_batch(self, z: Tensor, labels: Tensor | None) -> Tensor:  # pragma: no cover - abstract
+        """Images in [-1, 1] for a batch of latents (on the module's device), in eval mode, without grad."""
+        raise NotImplementedError
+
+    def _default_labels(self, n: int, labels: Tensor | None) -> Tensor | None:
+        if not self.num_classes:
+            if labels is not None:
+                raise ValueError(f"{type(self).__name__} is unconditional (num_classes=0); labels must be None.")
+            return None
+        labels = torch.arange(n) % self.num_classes if labels is None else torch.as_tensor(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}.")
+        return labels
+
+    @torch.no_grad()
+    def iter_samples(
+        self, n: int, seed: int | None = None, labels: Tensor | None = None, batch_size: int = 256
+    ) -> Iterator[Tensor]:
+        """Yield ``n`` images in [-1, 1] in chunks of ``batch_size``, on the module's device.
+
+        Memory on the device is bounded by ``batch_size`` whatever ``n`` is; the chunks concatenate to
+        ``sample(n, seed, labels)``.
+        """
+        from lightning_gen.networks._layout import validate_positive
+
+        validate_positive("n", n)
+        validate_positive("batch_size", batch_size)
+        z = self._latents_for_sampling(n, seed)  # n x latent_dim floats on the CPU: small even for 50k
+        labels = self._default_labels(n, labels)
+        for start in range(0, n, batch_size):
+            chunk_labels = None if labels is None else labels[start : start + batch_size].to(self.device)
+            yield self._sample_batch(z[start : start + batch_size].to(self.device), chunk_labels).float().clamp(-1, 1)
+
+    def sample(self, n: int, seed: int | None = None, labels: Tensor | None = None, batch_size: int = 256) -> Tensor:
+        """Generate ``n`` images in [-1, 1], shape (n, C, H, W), gathered on the CPU.
+
+        Args:
+            n: number of images.
+            seed: makes the result repeatable, on any device (noise is drawn on the CPU).
+            labels: class labels (n,) for a conditional model; default cycles through the classes.
+            batch_size: images generated per forward pass; device memory is bounded by it, and each
+                chunk moves to the CPU as soon as it is made (use :meth:`iter_samples` to stream).
+        """
+        return torch.cat([chunk.cpu() for chunk in self.iter_samples(n, seed, labels, batch_size)])
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Images in [-1, 1] for a batch of latents (float, (B, latent_dim)) or of integer seeds ((B,)).
+
+        A seed ``s`` gives the same image as ``sample(1, seed=s)``. Conditional models take ``(latents or
+        seeds, labels)`` pairs, or use ``s % num_classes`` as the label of seed ``s``.
+        """
+        inputs, labels = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+        inputs = torch.as_tensor(inputs)
+        if inputs.is_floating_point():
+            if inputs.ndim != 2 or inputs.shape[1] != self.latent_dim:
+                raise ValueError(f"Latent batches must have shape (B, {self.latent_dim}), got {tuple(inputs.shape)}.")
+            z = inputs.to(self.device)
+        else:
+            seeds = inputs.flatten().tolist()  # a handful of integers per batch; predict is not a hot loop
+            z = torch.cat([self._latents_for_sampling(1, int(s)) for s in seeds]).to(self.device)
+            if labels is None and self.num_classes:
+                labels = torch.tensor(seeds) % self.num_classes
+        if self.num_classes and labels is None:
+            labels = torch.arange(z.shape[0]) % self.num_classes
+        labels = None if labels is None else torch.as_tensor(labels).to(self.device)
+        with torch.no_grad():
+            return self._sample_batch(z, labels).float().clamp(-1, 1)
 
 
 def kl_warmup_factor(step: int, warmup_steps: int) -> float:
     """Linear warm-up from ~0 to 1 over ``warmup_steps`` updates (1 when warm-up is off)."""
     return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+
+class eval_mode:
+    """Put a module in eval mode for a block and restore its previous mode after."""
+
+    def __init__(self, module: nn.Module):
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self) -> None:
+        self.module.eval()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module.train(self.was_training)

@@ -1,35 +1,39 @@
 """``GANModule``: a GAN trained with alternating discriminator / generator updates.
 
 Follow one batch: the data module yields images (float in [-1, 1] once on the device);
-:meth:`GANModule.training_step` runs ``n_critic`` discriminator updates and then one generator update,
-each computing its loss from :mod:`lightning_gen.losses` and stepping its own optimizer through
-:meth:`GenerativeModule._update`. The Lightning plumbing that makes those updates correct under mixed
-precision and DDP is in :mod:`lightning_gen._base`.
+:meth:`GANModule.training_step` runs one discriminator update on it and, on every ``n_critic``-th
+batch, one generator update, each computing its loss from :mod:`lightning_gen.losses` and stepping its
+own optimizer through :meth:`GenerativeModule._update`. The Lightning plumbing that makes those
+updates correct under mixed precision and DDP is in :mod:`lightning_gen._base`.
 
-Step counting: Lightning's ``trainer.global_step`` counts *optimizer* steps, so one batch advances it
-by ``n_critic + 1``. ``Trainer(max_steps=N)`` therefore stops after ``N / (n_critic + 1)`` generator
-updates. The module's own counter, :attr:`GANModule.generator_step`, counts generator updates, is
-logged as ``train/generator_step`` and is what the metric callbacks and sample grids are indexed by.
+Step counting: each critic update sees a fresh real batch, as in WGAN-GP's algorithm, so one generator
+update consumes ``n_critic`` batches. Lightning's ``trainer.global_step`` counts *optimizer* steps
+(``n_critic + 1`` per generator update), so ``Trainer(max_steps=N)`` stops after about
+``N / (n_critic + 1)`` generator updates. The module's own counters, :attr:`GANModule.generator_step`
+and :attr:`GANModule.discriminator_step`, count the updates that really happened (a step the fp16
+GradScaler skipped is not counted); ``generator_step`` is logged as ``train/generator_step`` and is what
+the metric callbacks, sample grids and step-wise LR schedulers follow.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel
 
-from lightning_gen._base import GenerativeModule
+from lightning_gen._base import GenerativeModule, eval_mode
 from lightning_gen._images import log_image_grid
-from lightning_gen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from lightning_gen.ema import GeneratorEMA
+from lightning_gen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty, r1_penalty_from_logits
 from lightning_gen.networks.dcgan import DISCRIMINATOR_NORMS, DCGANDiscriminator, DCGANGenerator
 from lightning_gen.networks._layout import validate_image_size, validate_positive
 
-# The same type LightningCLI uses for optimizer arguments, so configs can set class_path + init_args.
+# The types LightningCLI uses for optimizer and scheduler arguments, so configs can set class_path + init_args.
 OptimizerFactory = OptimizerCallable
+LRSchedulerFactory = LRSchedulerCallable
 
 
 class GANModule(GenerativeModule):
@@ -41,23 +45,27 @@ class GANModule(GenerativeModule):
         latent_dim: size of the generator's noise vector.
         width: base feature maps of the DCGAN networks (the paper's ngf / ndf).
         loss: ``"bce"`` (non-saturating, the default), ``"hinge"`` or ``"wgan-gp"``.
-        n_critic: discriminator updates per generator update, all on the same real batch with fresh noise.
-        lr_g: generator learning rate (Adam).
+        n_critic: discriminator updates per generator update; each takes its own real batch, so the
+            generator updates on every ``n_critic``-th batch.
+        lr_g: generator learning rate (Adam; ``fused`` where the device has a kernel, else ``foreach``).
         lr_d: discriminator learning rate (Adam).
         betas_g: generator Adam betas; (0.5, 0.999) as in the DCGAN paper.
         betas_d: discriminator Adam betas.
         gp_weight: gradient-penalty weight for ``loss="wgan-gp"`` (lambda in the paper).
         r1_weight: R1 penalty weight gamma on real data (0 disables it); the penalty is scaled by gamma / 2.
+            Without autocast it reuses the discriminator's forward on the real batch (no third forward).
         ema_decay: keep an exponential moving average of the generator with this decay (e.g. 0.999) and
             use it for :meth:`sample` and evaluation. ``None`` disables it.
         num_classes: > 0 makes both networks class-conditional; batches must then carry labels.
         d_norm: discriminator normalisation, ``"batch"``, ``"layer"`` or ``"none"``. ``None`` picks
-            ``"layer"`` for ``wgan-gp`` (a gradient penalty per sample is ill-defined with BatchNorm's
-            cross-sample coupling) and ``"batch"`` otherwise.
+            ``"layer"`` for ``wgan-gp`` and whenever ``r1_weight > 0`` (a gradient penalty per sample is
+            ill-defined with BatchNorm's cross-sample coupling) and ``"batch"`` otherwise.
         spectral_norm: spectral normalisation on the discriminator's layers.
         gradient_clip_val: clip both networks' gradients to this norm (or value) after unscaling.
         gradient_clip_algorithm: ``"norm"`` or ``"value"``.
-        on_nonfinite: ``"raise"`` stops training on a non-finite loss; ``"skip"`` skips that half-step.
+        on_nonfinite: ``"raise"`` stops training on a non-finite loss (looked at on logging steps, at
+            epoch end and before checkpoints, so no step waits for the device); ``"skip"`` undoes those
+            half-steps on the device (costs a copy of parameters and optimizer state per half-step).
         num_sample_images: images in the fixed-noise grid logged each validation epoch.
         generator: any module mapping (B, latent_dim) noise (and labels when conditional) to images in
             [-1, 1]; replaces the DCGAN generator.
@@ -65,6 +73,15 @@ class GANModule(GenerativeModule):
         g_optimizer: factory ``params -> Optimizer`` for the generator; overrides ``lr_g``/``betas_g``.
             In a LightningCLI config: ``g_optimizer: {class_path: torch.optim.RMSprop, init_args: {lr: 5e-5}}``.
         d_optimizer: the same for the discriminator.
+        g_lr_scheduler: factory ``optimizer -> LRScheduler`` for the generator's optimizer (stepped by the
+            module: per generator update or per epoch, see ``lr_scheduler_interval``).
+        d_lr_scheduler: the same for the discriminator's optimizer.
+        lr_scheduler_interval: ``"epoch"`` or ``"step"`` (one step per generator update, for both schedulers).
+        compile: compile both networks with ``nn.Module.compile()`` (parameter names unchanged, so
+            checkpoints, the EMA and Hub exports are those of the plain networks); a dict is passed as
+            keyword arguments (e.g. ``{"mode": "max-autotune"}``).
+        channels_last: put the networks and batches in channels-last memory format (faster convolutions
+            on tensor-core GPUs).
 
     Example:
         >>> import lightning as L
@@ -100,6 +117,11 @@ class GANModule(GenerativeModule):
         discriminator: nn.Module | None = None,
         g_optimizer: OptimizerFactory | None = None,
         d_optimizer: OptimizerFactory | None = None,
+        g_lr_scheduler: LRSchedulerFactory | None = None,
+        d_lr_scheduler: LRSchedulerFactory | None = None,
+        lr_scheduler_interval: str = "epoch",
+        compile: bool | dict = False,
+        channels_last: bool = False,
     ):
         super().__init__()
         self._check_choice("loss", loss, GAN_LOSSES)
@@ -111,7 +133,7 @@ class GANModule(GenerativeModule):
             validate_image_size(image_size)
             validate_positive("width", width)
         if d_norm is None:
-            d_norm = "layer" if loss == "wgan-gp" else "batch"
+            d_norm = "layer" if loss == "wgan-gp" or r1_weight > 0 else "batch"
         self._check_choice("d_norm", d_norm, DISCRIMINATOR_NORMS)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or None (no EMA), got {ema_decay!r}.")
@@ -120,22 +142,23 @@ class GANModule(GenerativeModule):
         for name, value in (("gp_weight", gp_weight), ("r1_weight", r1_weight)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}.")
-        self._check_common_args(on_nonfinite, gradient_clip_val, gradient_clip_algorithm)
+        self._check_common_args(on_nonfinite, gradient_clip_val, gradient_clip_algorithm, lr_scheduler_interval)
         # Modules and optimizer factories are not hyper-parameters: pass them again to load_from_checkpoint.
-        self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer"])
+        self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer", "g_lr_scheduler", "d_lr_scheduler"])
         self.hparams.d_norm = d_norm
-        self.hparams.custom_networks = generator is not None or discriminator is not None
+        # Not a hyper-parameter (LightningCLI passes checkpoint hparams back to __init__); kept in the checkpoint's
+        # lightning_gen record instead, so loaders can refuse checkpoints whose networks they can't rebuild.
+        self.custom_networks = generator is not None or discriminator is not None
 
-        self.generator = generator or DCGANGenerator(image_size, channels, latent_dim, width, num_classes)
-        self.discriminator = discriminator or DCGANDiscriminator(
+        self.generator = _uncompiled(generator) or DCGANGenerator(image_size, channels, latent_dim, width, num_classes)
+        self.discriminator = _uncompiled(discriminator) or DCGANDiscriminator(
             image_size, channels, width, num_classes, norm=d_norm, spectral_norm=spectral_norm
         )
-        self.generator_ema: AveragedModel | None = None
-        if ema_decay is not None:
-            # use_buffers=True averages BatchNorm statistics too, so the EMA generator is self-consistent.
-            self.generator_ema = AveragedModel(self.generator, multi_avg_fn=ema_with_warmup(ema_decay), use_buffers=True)
-            self.generator_ema.requires_grad_(False)  # DDP must not wait for gradients that never come
+        self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay is not None else None
         self._g_optimizer, self._d_optimizer = g_optimizer, d_optimizer
+        self._g_lr_scheduler, self._d_lr_scheduler = g_lr_scheduler, d_lr_scheduler
+        self.discriminator_step = 0  # discriminator updates done; the generator steps every n_critic-th
+        self._last_g_loss: Tensor | None = None
 
         # Fixed noise for the sample grid, saved with the model so grids stay comparable across resumes.
         grid_rng = torch.Generator().manual_seed(0)
@@ -143,66 +166,97 @@ class GANModule(GenerativeModule):
         self.register_buffer("fixed_labels", torch.arange(num_sample_images) % max(num_classes, 1))
 
     # ----------------------------------------------------------------------------------------------
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
         g_params, d_params = self.generator.parameters(), self.discriminator.parameters()
-        opt_g = self._g_optimizer(g_params) if self._g_optimizer else torch.optim.Adam(g_params, lr=hp.lr_g, betas=tuple(hp.betas_g))
-        opt_d = self._d_optimizer(d_params) if self._d_optimizer else torch.optim.Adam(d_params, lr=hp.lr_d, betas=tuple(hp.betas_d))
-        return [opt_g, opt_d]
+        opt_g = self._g_optimizer(g_params) if self._g_optimizer else self._default_adam(g_params, hp.lr_g, hp.betas_g)
+        opt_d = self._d_optimizer(d_params) if self._d_optimizer else self._default_adam(d_params, hp.lr_d, hp.betas_d)
+        return self._optimizers_and_schedulers(
+            [opt_g, opt_d], [self._g_lr_scheduler, self._d_lr_scheduler], hp.get("lr_scheduler_interval", "epoch")
+        )
+
+    def ddp_networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Generate images from noise with the training generator."""
-        return self._generate(self.generator, z, labels)
+        """Generate images from noise with the sampling generator (the EMA copy when there is one), like :meth:`sample`.
+
+        The module's current train/eval mode applies; :meth:`sample` always samples in eval mode.
+        """
+        return self._generate(self.sampling_generator, z, labels)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real, labels = self._prepare_batch(batch)
         opt_g, opt_d = self._optimizers()
-        for _ in range(self.hparams.n_critic):
-            d_loss, real_logits, fake_logits = self._discriminator_update(opt_d, real, labels)
-        g_loss = self._generator_update(opt_g, real.shape[0], labels)
-        self.log_dict(
-            {
-                "train/d_loss": d_loss,
-                "train/g_loss": g_loss,
-                "train/d_real": real_logits.float().mean(),  # mean D logit on real images
-                "train/d_fake": fake_logits.float().mean(),  # mean D logit on generated images
-            },
-            prog_bar=True,
-        )
-        self.log("train/generator_step", float(self.generator_step))
+        d_loss, real_logits, fake_logits = self._discriminator_update(opt_d, real, labels)
+        if self.discriminator_step % self.hparams.n_critic == 0:
+            self._last_g_loss = self._generator_update(opt_g, real.shape[0], labels)
+        metrics = {
+            "train/d_loss": d_loss,
+            "train/d_real": real_logits.float().mean(),  # mean D logit on real images
+            "train/d_fake": fake_logits.float().mean(),  # mean D logit on generated images
+            "train/generator_step": float(self.generator_step),
+        }
+        if self._last_g_loss is not None:
+            metrics["train/g_loss"] = self._last_g_loss
+        # Lightning keeps logged tensors on the device until it writes logs, but turns progress-bar values
+        # into Python numbers after every batch (a host sync each): so one bar value, on logging steps only.
+        self.log_dict(metrics)
+        self._log_progress_bar(d_loss)
 
     def _discriminator_update(self, opt_d: Any, real: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         hp = self.hparams
         with torch.no_grad():
             fake = self._generate(self.generator, self._noise(real.shape[0]), labels)
+        discriminator = self._network("discriminator")
+        # R1 from the same forward as the real logits, when nothing forces the penalty into another precision.
+        r1_from_forward = hp.r1_weight > 0 and not torch.is_autocast_enabled(real.device.type)
+        if r1_from_forward:
+            real = real.detach().requires_grad_(True)
         # toggled_optimizer turns off requires_grad for the generator, so no graph is kept for it.
         with self.toggled_optimizer(opt_d):
-            real_logits, fake_logits = self._discriminate(real, labels), self._discriminate(fake, labels)
+            real_logits = self._discriminate(real, labels, discriminator)
+            fake_logits = self._discriminate(fake, labels, discriminator)
             loss = discriminator_loss(hp.loss, real_logits, fake_logits)
             if hp.loss == "wgan-gp" and hp.gp_weight:
-                loss = loss + hp.gp_weight * gradient_penalty(lambda x: self._discriminate(x, labels), real, fake, self._noise_generator())
+                critic = lambda x: self._discriminate(x, labels, discriminator)  # noqa: E731
+                loss = loss + hp.gp_weight * gradient_penalty(critic, real, fake, self._noise_generator())
             if hp.r1_weight:
-                loss = loss + hp.r1_weight / 2 * r1_penalty(lambda x: self._discriminate(x, labels), real)
-            self._update(opt_d, loss, "discriminator")
+                if r1_from_forward:
+                    penalty = r1_penalty_from_logits(real_logits, real)
+                else:  # under autocast: a float32 forward of its own (see losses.py)
+                    penalty = r1_penalty(lambda x: self._discriminate(x, labels, discriminator), real)
+                loss = loss + hp.r1_weight / 2 * penalty
+            if self._update(opt_d, loss, "discriminator"):
+                self.discriminator_step += 1
         return loss.detach(), real_logits.detach(), fake_logits.detach()
 
     def _generator_update(self, opt_g: Any, batch_size: int, labels: Tensor | None) -> Tensor:
         with self.toggled_optimizer(opt_g):
-            fake = self._generate(self.generator, self._noise(batch_size), labels)
+            fake = self._generate(self._network("generator"), self._noise(batch_size), labels)
+            # The idle discriminator is called directly, not through its DDP wrapper: it gets no gradient here.
             loss = generator_loss(self.hparams.loss, self._discriminate(fake, labels))
             stepped = self._update(opt_g, loss, "generator")
         if stepped:
             if self.generator_ema is not None:
-                self.generator_ema.update_parameters(self.generator)
+                self.generator_ema.update(self.generator)
             self.generator_step += 1
+            self._step_lr_schedulers("step")
         return loss.detach()
 
     def _generate(self, generator: nn.Module, z: Tensor, labels: Tensor | None) -> Tensor:
         return generator(z, labels) if self.num_classes else generator(z)
 
-    def _discriminate(self, images: Tensor, labels: Tensor | None) -> Tensor:
-        logits = self.discriminator(images, labels) if self.num_classes else self.discriminator(images)
+    def _discriminate(self, images: Tensor, labels: Tensor | None, discriminator: nn.Module | None = None) -> Tensor:
+        discriminator = self.discriminator if discriminator is None else discriminator
+        logits = discriminator(images, labels) if self.num_classes else discriminator(images)
         return logits.reshape(images.shape[0])
+
+    def _extra_counters(self) -> dict[str, int]:
+        return {"discriminator_step": self.discriminator_step, "custom_networks": self.custom_networks}
+
+    def _restore_extra_counters(self, meta: dict[str, Any]) -> None:
+        self.discriminator_step = int(meta.get("discriminator_step", 0))
 
     # ----------------------------------------------------------------------------------------------
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -234,50 +288,15 @@ class GANModule(GenerativeModule):
             networks["generator_ema"] = self.generator_ema.module
         return networks
 
-    @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None, labels: Tensor | None = None, batch_size: int = 256) -> Tensor:
-        """Generate ``n`` images in [-1, 1], shape (n, C, H, W), with the EMA generator when there is one.
-
-        Args:
-            n: number of images.
-            seed: makes the result repeatable, on any device (noise is drawn on the CPU).
-            labels: class labels (n,) for a conditional model; default cycles through the classes.
-            batch_size: images generated per forward pass, to bound memory for large ``n``.
-        """
-        validate_positive("n", n)
+    def _sample_batch(self, z: Tensor, labels: Tensor | None) -> Tensor:
         generator = self.sampling_generator
-        was_training = generator.training
-        generator.eval()
-        z = self._latents_for_sampling(n, seed)
-        if self.num_classes:
-            labels = torch.arange(n) % self.num_classes if labels is None else torch.as_tensor(labels)
-            if labels.shape != (n,):
-                raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}.")
-            labels = labels.to(self.device)
-        chunks = [
-            self._generate(generator, z[i : i + batch_size], None if labels is None else labels[i : i + batch_size]).float()
-            for i in range(0, n, batch_size)
-        ]
-        generator.train(was_training)
-        return torch.cat(chunks).clamp(-1, 1)
+        with eval_mode(generator), torch.no_grad():
+            return self._generate(generator, z, labels)
 
 
-def ema_with_warmup(decay: float):
-    """An ``AveragedModel`` update with decay ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates.
+def _uncompiled(network: nn.Module | None) -> nn.Module | None:
+    """The plain module behind ``torch.compile(network)``: its ``_orig_mod.`` keys would break checkpoints and exports.
 
-    torch's ``get_ema_multi_avg_fn`` applies the full decay from the first update, so with 0.999 the
-    EMA generator is still about half its random initialisation (weights *and* BatchNorm statistics)
-    after 700 updates and samples come out flat grey for most of a short run. The warm-up (the
-    convention of TensorFlow's ``ExponentialMovingAverage(num_updates=...)``) lets it track early
-    training, then settles at ``decay``.
+    Use ``GANModule(compile=True)`` instead, which compiles in place.
     """
-
-    @torch.no_grad()
-    def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
-        if not averaged[0].is_floating_point():  # e.g. BatchNorm's num_batches_tracked: keep the latest
-            torch._foreach_copy_(averaged, current)
-            return
-        n = float(num_averaged)
-        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
-
-    return update
+    return getattr(network, "_orig_mod", network)

@@ -75,10 +75,23 @@ def gradient_penalty(discriminator: DiscriminatorFn, real: Tensor, fake: Tensor,
 def r1_penalty(discriminator: DiscriminatorFn, real: Tensor) -> Tensor:
     """R1 penalty (Mescheder et al., 2018): E[||grad_x D(x)||^2] on real data, in float32 without autocast.
 
-    Multiply by ``gamma / 2`` to match the paper's weighting.
+    Multiply by ``gamma / 2`` to match the paper's weighting. This runs a forward of its own; when the
+    real logits already come from a forward on inputs that require grad (and no autocast), use
+    :func:`r1_penalty_from_logits` and save that forward.
     """
     real = real.detach().float().requires_grad_(True)
     with torch.autocast(device_type=real.device.type, enabled=False):
-        outputs = discriminator(real).float()
-        (grads,) = torch.autograd.grad(outputs.sum(), real, create_graph=True)
+        return r1_penalty_from_logits(discriminator(real), real)
+
+
+def r1_penalty_from_logits(real_logits: Tensor, real: Tensor) -> Tensor:
+    """R1 penalty from logits already computed on ``real`` (a tensor with ``requires_grad=True``).
+
+    Example:
+        >>> import torch
+        >>> x = torch.ones(2, 3, requires_grad=True)
+        >>> r1_penalty_from_logits((2 * x).sum(dim=1), x).item()     # ||grad||^2 = 3 * 2^2
+        12.0
+    """
+    (grads,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
     return grads.flatten(1).pow(2).sum(dim=1).mean()

@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_gen._base import GenerativeModule, kl_warmup_factor
+from lightning_gen._base import GenerativeModule, eval_mode, kl_warmup_factor
 from lightning_gen._images import log_image_grid
 from lightning_gen.losses import GAN_LOSSES, discriminator_loss, generator_loss
 from lightning_gen.networks.conv_vae import ConvDecoder, ConvEncoder
@@ -49,15 +50,25 @@ class VAE(GenerativeModule):
         beta: weight of the KL term (beta-VAE; 1 is the plain ELBO).
         kl_warmup_steps: ramp the KL weight linearly from ~0 to ``beta`` over this many updates
             (0 disables the warm-up); helps against posterior collapse early in training.
-        lr: Adam learning rate of the VAE.
+        lr: Adam learning rate of the VAE (``fused`` Adam where the device has a kernel).
+        betas: the VAE's Adam betas.
         adversarial_weight: > 0 adds a discriminator on reconstructions (VAE-GAN) with this weight.
         adversarial_loss: GAN loss for the adversarial term (``"bce"``, ``"hinge"``, ``"wgan-gp"``
             without the penalty is not offered: use ``"bce"`` or ``"hinge"``).
         lr_d: discriminator learning rate when ``adversarial_weight > 0``.
+        betas_d: the discriminator's Adam betas.
         gradient_clip_val: clip gradients to this norm (or value) after unscaling.
         gradient_clip_algorithm: ``"norm"`` or ``"value"``.
         on_nonfinite: ``"raise"`` or ``"skip"`` on a non-finite loss.
         num_sample_images: images in the sample and reconstruction grids.
+        optimizer: factory ``params -> Optimizer`` for the encoder and decoder; overrides ``lr``/``betas``.
+        d_optimizer: the same for the discriminator; overrides ``lr_d``/``betas_d``.
+        lr_scheduler: factory ``optimizer -> LRScheduler`` for the VAE's optimizer, stepped by the module
+            per VAE update or per epoch (``lr_scheduler_interval``).
+        d_lr_scheduler: the same for the discriminator's optimizer.
+        lr_scheduler_interval: ``"epoch"`` or ``"step"`` (one step per VAE update, for both schedulers).
+        compile: compile the networks in place with ``nn.Module.compile()`` (a dict passes keyword arguments).
+        channels_last: channels-last memory format for the networks and batches.
 
     Example:
         >>> from lightning_gen import VAE
@@ -77,13 +88,22 @@ class VAE(GenerativeModule):
         beta: float = 1.0,
         kl_warmup_steps: int = 0,
         lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
         adversarial_weight: float = 0.0,
         adversarial_loss: str = "bce",
         lr_d: float = 2e-4,
+        betas_d: tuple[float, float] = (0.5, 0.999),
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
         on_nonfinite: str = "raise",
         num_sample_images: int = 64,
+        optimizer: OptimizerCallable | None = None,
+        d_optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        d_lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: str = "epoch",
+        compile: bool | dict = False,
+        channels_last: bool = False,
     ):
         super().__init__()
         self._check_choice("likelihood", likelihood, LIKELIHOODS)
@@ -94,8 +114,11 @@ class VAE(GenerativeModule):
                 raise ValueError(f"{name} must be >= 0, got {value!r}.")
         if not gaussian_sigma > 0:
             raise ValueError(f"gaussian_sigma must be > 0, got {gaussian_sigma!r}.")
-        self._check_common_args(on_nonfinite, gradient_clip_val, gradient_clip_algorithm)
-        self.save_hyperparameters()
+        self._check_common_args(on_nonfinite, gradient_clip_val, gradient_clip_algorithm, lr_scheduler_interval)
+        # Optimizer and scheduler factories are not hyper-parameters: pass them again to load_from_checkpoint.
+        self.save_hyperparameters(ignore=["optimizer", "d_optimizer", "lr_scheduler", "d_lr_scheduler"])
+        self._optimizer, self._d_optimizer = optimizer, d_optimizer
+        self._lr_scheduler, self._d_lr_scheduler = lr_scheduler, d_lr_scheduler
 
         self.encoder = ConvEncoder(image_size, channels, latent_dim, width)
         self.decoder = ConvDecoder(image_size, channels, latent_dim, width)
@@ -105,12 +128,21 @@ class VAE(GenerativeModule):
         self._val_images: Tensor | None = None
 
     # ----------------------------------------------------------------------------------------------
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
         vae_params = list(self.encoder.parameters()) + list(self.decoder.parameters())
-        optimizers = [torch.optim.Adam(vae_params, lr=self.hparams.lr)]
+        optimizers = [self._optimizer(vae_params) if self._optimizer else self._default_adam(vae_params, hp.lr, hp.betas)]
         if self.discriminator is not None:
-            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=(0.5, 0.999)))
-        return optimizers
+            d_params = self.discriminator.parameters()
+            optimizers.append(self._d_optimizer(d_params) if self._d_optimizer else self._default_adam(d_params, hp.lr_d, hp.betas_d))
+        factories = [self._lr_scheduler, self._d_lr_scheduler][: len(optimizers)]
+        return self._optimizers_and_schedulers(optimizers, factories, hp.lr_scheduler_interval)
+
+    def ddp_networks(self) -> dict[str, nn.Module]:
+        networks = {"encoder": self.encoder, "decoder": self.decoder}
+        if self.discriminator is not None:
+            networks["discriminator"] = self.discriminator
+        return networks
 
     def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior parameters ``(mu, logvar)`` for images in [-1, 1]."""
@@ -125,17 +157,21 @@ class VAE(GenerativeModule):
         """Reconstruct images (decoding the posterior mean)."""
         return self.decode(self.encode(images)[0])
 
-    def elbo_terms(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def elbo_terms(
+        self, images: Tensor, generator: torch.Generator | None = None, encoder: nn.Module | None = None, decoder: nn.Module | None = None
+    ) -> dict[str, Tensor]:
         """Reconstruction NLL, KL and the decoder's output for a batch, all per-image averages in nats.
 
-        ``generator`` draws the reparameterization noise (training passes the module's own, which is
-        saved with checkpoints, so a resumed run draws the same noise as an uninterrupted one).
+        ``generator`` draws the reparameterization noise (training passes the module's own, seeded per
+        epoch, and validation one seeded per validation run, so resumed runs draw the same noise and
+        validation never touches the global RNG). ``encoder``/``decoder`` default to the module's own
+        (training passes their DDP wrappers).
         """
-        mu, logvar = self.encode(images)
+        mu, logvar = (encoder or self.encoder)(images)
         mu, logvar = mu.float(), logvar.float()
         eps = torch.randn(mu.shape, device=mu.device, generator=generator)
         z = mu + eps * torch.exp(0.5 * logvar)  # reparameterization trick
-        raw = self.decoder(z).float()
+        raw = (decoder or self.decoder)(z).float()
         target = images.float()
         if self.hparams.likelihood == "gaussian":
             sigma = self.hparams.gaussian_sigma
@@ -159,38 +195,52 @@ class VAE(GenerativeModule):
 
         if self.discriminator is not None:
             opt_d = optimizers[1]
+            discriminator = self._network("discriminator")
             with torch.no_grad():
                 recon = self.forward(images)
             with self.toggled_optimizer(opt_d):
-                d_loss = discriminator_loss(hp.adversarial_loss, self.discriminator(images), self.discriminator(recon))
+                d_loss = discriminator_loss(hp.adversarial_loss, discriminator(images), discriminator(recon))
                 self._update(opt_d, d_loss, "discriminator")
             metrics["train/d_loss"] = d_loss.detach()
 
         with self.toggled_optimizer(opt_vae):
-            terms = self.elbo_terms(images, generator=self._noise_generator())
+            terms = self.elbo_terms(images, self._noise_generator(), self._network("encoder"), self._network("decoder"))
             beta_t = hp.beta * kl_warmup_factor(self.generator_step, hp.kl_warmup_steps)
             loss = terms["nll"] + beta_t * terms["kl"]
             if self.discriminator is not None:
+                # The idle discriminator is called directly, not through its DDP wrapper.
                 adversarial = generator_loss(hp.adversarial_loss, self.discriminator(terms["reconstruction"]))
                 loss = loss + hp.adversarial_weight * adversarial
                 metrics["train/g_loss"] = adversarial.detach()
             if self._update(opt_vae, loss, "VAE"):
                 self.generator_step += 1
+                self._step_lr_schedulers("step")
         metrics.update(
             {
                 "train/loss": loss.detach(),
                 "train/reconstruction": terms["nll"].detach(),
                 "train/kl": terms["kl"].detach(),
                 "train/elbo": -(terms["nll"] + terms["kl"]).detach(),
-                "train/beta": torch.tensor(beta_t),
+                "train/beta": float(beta_t),
+                "train/generator_step": float(self.generator_step),
             }
         )
-        self.log_dict(metrics, prog_bar=True)
-        self.log("train/generator_step", float(self.generator_step))
+        self.log_dict(metrics)
+        self._log_progress_bar(loss.detach())
+
+    def on_validation_epoch_start(self) -> None:
+        # The same reparameterization noise every validation run: val/elbo is comparable across epochs,
+        # and validation leaves the global RNG (and so the rest of training) untouched.
+        self._eval_rng = torch.Generator(device=self.device).manual_seed(0)
+
+    on_test_epoch_start = on_validation_epoch_start
 
     def _shared_eval_step(self, batch: Any, prefix: str) -> None:
         images, _ = self._prepare_batch(batch)
-        terms = self.elbo_terms(images)
+        rng = getattr(self, "_eval_rng", None)
+        if rng is None:
+            rng = self._eval_rng = torch.Generator(device=self.device).manual_seed(0)
+        terms = self.elbo_terms(images, rng)
         self.log_dict(
             {
                 f"{prefix}/reconstruction": terms["nll"],
@@ -225,23 +275,15 @@ class VAE(GenerativeModule):
         return {"encoder": self.encoder, "decoder": self.decoder}
 
     # ----------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None, labels: Tensor | None = None, batch_size: int = 256) -> Tensor:
-        """Decode ``n`` draws from the prior N(0, I) into images in [-1, 1]; ``seed`` makes it repeatable.
-
-        ``labels`` is accepted for interface compatibility with ``GANModule`` and must be None.
-        """
-        validate_positive("n", n)
-        if labels is not None:
-            raise ValueError("VAE is unconditional; labels must be None.")
-        z = self._latents_for_sampling(n, seed)
-        with _eval_mode(self):
-            return torch.cat([self.decode(z[i : i + batch_size]) for i in range(0, n, batch_size)]).clamp(-1, 1)
+    def _sample_batch(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        """Decode draws from the prior N(0, I) (``sample``, ``iter_samples`` and ``predict_step`` come from the base)."""
+        with eval_mode(self), torch.no_grad():
+            return self.decode(z)
 
     @torch.no_grad()
     def reconstruct(self, images: Tensor) -> Tensor:
         """Reconstruct images in [-1, 1] through the posterior mean (deterministic)."""
-        with _eval_mode(self):
+        with eval_mode(self):
             return self.forward(images.to(self.device)).clamp(-1, 1)
 
     @torch.no_grad()
@@ -256,22 +298,9 @@ class VAE(GenerativeModule):
         x1, x2 = (x.unsqueeze(0) if single else x for x in (x1, x2))
         if x1.shape != x2.shape:
             raise ValueError(f"x1 and x2 must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}.")
-        with _eval_mode(self):
+        with eval_mode(self):
             mu1, mu2 = self.encode(x1.to(self.device))[0], self.encode(x2.to(self.device))[0]
             weights = torch.linspace(0, 1, steps, device=self.device)[None, :, None]
             z = (1 - weights) * mu1[:, None] + weights * mu2[:, None]  # (B, steps, latent_dim)
             images = self.decode(z.flatten(0, 1)).unflatten(0, (x1.shape[0], steps))
         return images[0] if single else images
-
-
-class _eval_mode:
-    """Put a module in eval mode for a block and restore its previous mode after."""
-
-    def __init__(self, module: nn.Module):
-        self.module, self.was_training = module, module.training
-
-    def __enter__(self) -> None:
-        self.module.eval()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.module.train(self.was_training)

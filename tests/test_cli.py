@@ -149,3 +149,31 @@ def test_validate_and_test_subcommands_run_on_a_checkpoint(tmp_path):
         cli = run_lightning_cli([command, "--config", str(config), "--ckpt_path", str(checkpoint)], run=True)
         metrics = cli.trainer.callback_metrics
         assert {f"{prefix}/elbo", f"{prefix}/reconstruction", f"{prefix}/kl"} <= set(metrics), (command, set(metrics))
+
+
+def test_predict_writes_one_png_per_seed(tmp_path):
+    config = _tiny_config(tmp_path)
+    assert main(["fit", "--config", str(config)]) == 0
+    (checkpoint,) = (tmp_path / "run" / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt")
+    out = tmp_path / "synthetic"
+    argv = ["predict", "--config", str(config), "--ckpt_path", str(checkpoint), "--data", "SeedDataModule", "--data.n", "5"]
+    argv += ["--data.start", "3", "--trainer.callbacks+=lightning_gen.predict.ImageWriter", "--trainer.callbacks.out_dir", str(out)]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{s:06d}.png" for s in range(3, 8)]
+    model = GANModule.load_from_checkpoint(checkpoint, weights_only=True)
+    expected = model.sample(1, seed=4)
+    written = torch.from_numpy(__import__("numpy").asarray(Image.open(out / "000004.png"))).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.allclose(written, expected[0], atol=1 / 127.5 + 1e-6)  # the PNG of seed 4 is sample(1, seed=4)
+
+
+@pytest.mark.parametrize(
+    "model_args, expected",
+    [([], (16, 1)), (["--model.image_size", "16", "--model.channels", "1"], (16, 1)), (["--model.image_size", "32"], (32, 1))],
+    ids=["from-data", "same-on-both", "explicit-model-value-kept"],
+)
+def test_model_takes_image_size_and_channels_from_the_data_module(model_args, expected):
+    argv = ["--model", "GANModule", "--model.width", "8", *model_args, "--data", "ShapesDataModule"]
+    argv += ["--data.image_size", "16", "--data.channels", "1", "--data.num_images", "32"]
+    cli = run_lightning_cli(argv, run=False)
+    assert (cli.model.hparams.image_size, cli.model.hparams.channels) == expected
+    assert cli.model.hparams.num_classes == 0  # labels in the data don't make the model conditional

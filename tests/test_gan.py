@@ -25,7 +25,7 @@ def test_default_module_builds_dcgan_networks():
 
 
 class RecordHalfSteps(L.Callback):
-    """Snapshots both networks before each optimizer step and after the batch."""
+    """Snapshots both networks (and their gradients) before each optimizer step, and after the last batch."""
 
     def __init__(self):
         self.snapshots, self.grads = [], []
@@ -35,7 +35,7 @@ class RecordHalfSteps(L.Callback):
         grads = lambda net: [None if p.grad is None else p.grad.clone() for p in net.parameters()]  # noqa: E731
         self.grads.append((grads(pl_module.generator), grads(pl_module.discriminator)))
 
-    def on_train_batch_end(self, trainer, pl_module, *args):
+    def on_train_end(self, trainer, pl_module):
         self.snapshots.append((snapshot(pl_module.generator), snapshot(pl_module.discriminator)))
 
 
@@ -43,7 +43,8 @@ class RecordHalfSteps(L.Callback):
 def test_each_half_step_changes_only_its_network(tmp_path, loss):
     model = GANModule(**TINY, loss=loss, n_critic=2, r1_weight=1.0 if loss == "hinge" else 0.0)
     recorder = RecordHalfSteps()
-    trainer(tmp_path, max_steps=3, callbacks=[recorder]).fit(model, image_loader(n=8))
+    # n_critic=2: batch 0 steps D, batch 1 steps D then G (3 optimizer steps).
+    trainer(tmp_path, max_steps=3, callbacks=[recorder]).fit(model, image_loader(n=16))
     (g0, d0), (g1, d1), (g2, d2), (g3, d3) = recorder.snapshots  # before D, before D, before G, after G
     for (g_a, d_a), (g_b, d_b) in [((g0, d0), (g1, d1)), ((g1, d1), (g2, d2))]:
         assert all(torch.equal(g_a[k], g_b[k]) for k in g_a), "a discriminator step changed the generator"
@@ -56,6 +57,7 @@ def test_each_half_step_changes_only_its_network(tmp_path, loss):
     assert all(g is None for g in g_grads_d1 + g_grads_d2)
     assert all(d is not None for d in d_grads_d2) and all(g is not None for g in g_grads_g)
     assert all(torch.equal(a, b) for a, b in zip(d_grads_d2, d_grads_g))
+    assert model.generator_step == 1 and model.discriminator_step == 2
 
 
 def test_losses_are_finite_and_logged(tmp_path):
@@ -71,13 +73,26 @@ def test_losses_are_finite_and_logged(tmp_path):
 def test_step_counters(tmp_path, n_critic):
     model = GANModule(**TINY, n_critic=n_critic)
     t = trainer(tmp_path, max_epochs=1)
-    t.fit(model, image_loader(n=32, batch_size=8))  # 4 batches
-    assert model.generator_step == 4
-    assert t.global_step == 4 * (n_critic + 1)  # Lightning counts every optimizer step
+    t.fit(model, image_loader(n=48, batch_size=8))  # 6 batches: one critic update each
+    assert model.discriminator_step == 6
+    assert model.generator_step == 6 // n_critic  # the generator steps on every n_critic-th batch
+    assert t.global_step == 6 + 6 // n_critic  # Lightning counts every optimizer step
     # max_steps counts optimizer steps too: 6 of them with n_critic=1 are 3 generator updates.
     model = GANModule(**TINY, n_critic=1)
     trainer(tmp_path, max_steps=6).fit(model, image_loader(n=32, batch_size=8))
     assert model.generator_step == 3
+
+
+def test_n_critic_updates_each_see_a_fresh_real_batch(tmp_path):
+    seen = []
+
+    class Spy(GANModule):
+        def _discriminator_update(self, opt_d, real, labels):
+            seen.append(real.clone())
+            return super()._discriminator_update(opt_d, real, labels)
+
+    trainer(tmp_path, max_steps=3).fit(Spy(**TINY, n_critic=2), image_loader(n=16))
+    assert len(seen) == 2 and not torch.equal(seen[0], seen[1])  # two critic updates, two different batches
 
 
 def test_sample_range_seed_and_ema(tmp_path):
@@ -87,7 +102,7 @@ def test_sample_range_seed_and_ema(tmp_path):
     assert a.shape == (5, 3, 16, 16) and a.min() >= -1 and a.max() <= 1
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert model.training  # sample() restores train mode
-    assert int(model.generator_ema.n_averaged) == model.generator_step == 4
+    assert int(model.generator_ema.n_averaged) == model.generator_ema.num_updates == model.generator_step == 4
     assert changed(snapshot(model.generator), model.generator_ema.module)  # EMA lags the raw weights
     ema = model.generator_ema.module.eval()
     z = torch.randn(5, 8, generator=torch.Generator().manual_seed(3))
@@ -125,7 +140,7 @@ def test_custom_networks(tmp_path):
     before = snapshot(g)
     trainer(tmp_path, max_epochs=1).fit(model, image_loader())
     assert model.generator is g and changed(before, g)
-    assert model.hparams.custom_networks and "generator" not in model.hparams
+    assert model.custom_networks and "generator" not in model.hparams and "custom_networks" not in model.hparams
 
 
 @pytest.mark.parametrize(
@@ -149,6 +164,7 @@ def test_invalid_arguments(kwargs, match):
 def test_wgan_gp_defaults_to_layer_norm_critic():
     assert GANModule(**TINY, loss="wgan-gp").hparams.d_norm == "layer"
     assert GANModule(**TINY, loss="bce").hparams.d_norm == "batch"
+    assert GANModule(**TINY, loss="hinge", r1_weight=1.0).hparams.d_norm == "layer"  # R1 is per-sample too
 
 
 @pytest.mark.parametrize("loader_kwargs, expected", [(dict(channels=1), r"\(B, 3, 16, 16\).*\(8, 1, 16, 16\)"), (dict(image_size=32), r"\(B, 3, 16, 16\).*\(8, 3, 32, 32\)")])
@@ -171,24 +187,26 @@ class NaNAfter(torch.nn.Module):
         return out * float("nan") if self.calls > self.after else out
 
 
-def test_nonfinite_loss_raises_before_the_step_and_no_nan_checkpoint(tmp_path):
+def test_nonfinite_loss_raises_naming_the_steps_and_no_nan_checkpoint(tmp_path):
     model = GANModule(**TINY, discriminator=NaNAfter(after=6))
-    t = trainer(tmp_path, max_epochs=3, enable_checkpointing=True, logger=CSVLogger(tmp_path))
-    with pytest.raises(FloatingPointError, match=r"discriminator loss became non-finite.*on_nonfinite='skip'"):
+    t = trainer(tmp_path, max_epochs=3, enable_checkpointing=True, logger=CSVLogger(tmp_path), log_every_n_steps=100)
+    # The flag is read at the end of epoch 0 (no logging step came first), before any checkpoint is written.
+    with pytest.raises(FloatingPointError, match=r"non-finite between generator steps 0 and 4.*on_nonfinite='skip'"):
         t.fit(model, image_loader())
-    assert all(torch.isfinite(p).all() for p in model.parameters())
     # The NaN appeared during epoch 0, so no checkpoint exists; and saving now is refused outright.
     assert not list(Path(tmp_path).rglob("*.ckpt"))
     model.discriminator.net[1].weight.data[0, 0] = float("nan")
-    with pytest.raises(FloatingPointError, match="Refusing to write a checkpoint: discriminator.net.1.weight"):
+    with pytest.raises(FloatingPointError, match=r"Refusing to write a checkpoint: \S+ holds non-finite values"):
         t.save_checkpoint(tmp_path / "nan.ckpt")
 
 
 def test_nonfinite_loss_can_skip_steps(tmp_path):
     model = GANModule(**TINY, discriminator=NaNAfter(after=6), on_nonfinite="skip")
-    trainer(tmp_path, max_epochs=1).fit(model, image_loader())
+    with pytest.warns(UserWarning, match=r"Skipped \d+ update\(s\) with a non-finite loss"):
+        trainer(tmp_path, max_epochs=1).fit(model, image_loader())
     assert model.skipped_steps > 0
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(torch.isfinite(t).all() for state in model.trainer.optimizers[1].state.values() for t in state.values())
 
 
 class RecordStepGradNorms(torch.optim.SGD):
@@ -241,6 +259,19 @@ def test_fp16_grad_scaler_skips_only_the_overflowing_optimizer(tmp_path):
     assert model.generator_step == 1
 
 
+def test_fp16_skipped_generator_steps_are_not_counted(tmp_path):
+    model = GANModule(**TINY, ema_decay=0.9)
+    for p in model.generator.parameters():  # every generator step overflows and is skipped by the GradScaler
+        p.register_hook(lambda grad: grad * float("inf"))
+    before_g = snapshot(model.generator)
+    t = trainer(tmp_path, max_steps=4, plugins=[MixedPrecision("16-mixed", "cpu")])
+    t.fit(model, image_loader(n=16))
+    assert not changed(before_g, model.generator)
+    assert model.generator_step == 0 and model.generator_ema.num_updates == 0  # nothing counted that didn't happen
+    # Every optimizer step is either counted or skipped (early D steps may overflow too while the scale backs off).
+    assert model.discriminator_step + model.skipped_steps == t.global_step and model.skipped_steps >= 2
+
+
 def test_sample_grid_png_without_image_logger(tmp_path):
     model = GANModule(**TINY, num_sample_images=9)
     t = trainer(tmp_path, max_epochs=2, logger=CSVLogger(tmp_path, name="run"))
@@ -277,7 +308,7 @@ def test_checkpoint_round_trip_rebuilds_module(tmp_path):
     t.save_checkpoint(tmp_path / "m.ckpt")
     loaded = GANModule.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
     assert loaded.hparams == model.hparams
-    assert loaded.generator_step == model.generator_step == 4
+    assert loaded.generator_step == model.generator_step == 2
     assert torch.equal(loaded.sample(4, seed=0), model.sample(4, seed=0))
 
 
@@ -298,13 +329,23 @@ def test_uint8_batches_from_a_bare_loader_are_converted(tmp_path):
 
 
 def test_ema_warms_up_then_settles_at_its_decay():
-    from lightning_gen.gan import ema_with_warmup
+    from lightning_gen.ema import GeneratorEMA
 
-    update = ema_with_warmup(0.999)
-    for n, expected_decay in [(0, 0.1), (10, 11 / 20), (990, 0.991), (100_000, 0.999)]:
-        averaged, current = [torch.zeros(3)], [torch.ones(3)]
-        update(averaged, current, torch.tensor(n))
-        assert averaged[0] == pytest.approx(torch.full((3,), 1 - expected_decay), abs=1e-6), n
-    counts = [torch.tensor(5)]
-    update(counts, [torch.tensor(9)], torch.tensor(3))
-    assert counts[0].item() == 9  # integer buffers follow the model
+    net = torch.nn.BatchNorm1d(3)
+    for n, expected_decay in [(1, 2 / 11), (10, 11 / 20), (990, 0.991), (100_000, 0.999)]:
+        ema = GeneratorEMA(net, 0.999)
+        ema.num_updates = n
+        with torch.no_grad():
+            ema.module.weight.zero_(), net.weight.fill_(1.0)
+        ema.update(net)
+        assert ema.module.weight == pytest.approx(torch.full((3,), 1 - expected_decay), abs=1e-6), n
+    ema = GeneratorEMA(net, 0.999)
+    net.num_batches_tracked.fill_(9)
+    ema.update(net)
+    assert ema.module.num_batches_tracked.item() == 9  # integer buffers follow the model
+    assert ema.num_updates == int(ema.n_averaged) == 1
+    state = ema.state_dict()
+    assert set(state) >= {"n_averaged", "module.weight"}  # AveragedModel's checkpoint layout
+    fresh = GeneratorEMA(net, 0.999)
+    fresh.load_state_dict(state)
+    assert fresh.num_updates == 1

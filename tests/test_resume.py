@@ -35,7 +35,9 @@ def test_resume_matches_uninterrupted_run(tmp_path, make_model, precision):
     _fit(tmp_path / "split", make_model, max_epochs=2, **kwargs())
     resumed, resumed_trainer = _fit(tmp_path / "split", make_model, max_epochs=3, ckpt_path="last", **kwargs())
 
-    assert resumed.generator_step == full.generator_step == 9
+    assert resumed.generator_step == full.generator_step
+    if precision == "32":  # under fp16 the GradScaler may skip (and the module not count) early steps
+        assert full.generator_step == 9 // full.hparams.get("n_critic", 1)
     assert resumed_trainer.global_step == full_trainer.global_step
     full_state, resumed_state = full.state_dict(), resumed.state_dict()
     assert full_state.keys() == resumed_state.keys()

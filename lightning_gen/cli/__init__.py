@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 # name -> (module, function, one-line help). Each function takes argv (without the command) and returns an exit code.
 COMMANDS = {
-    "sample": ("lightning_gen.sampling", "main", "write a grid or individual PNGs from a checkpoint or zoo model"),
+    "sample": ("lightning_gen.cli.sample", "main", "write a grid or individual PNGs from a checkpoint or zoo model"),
     "make-shapes": ("lightning_gen.data.shapes", "make_shapes_main", "write the procedural shapes data as an image folder"),
-    "fid": ("lightning_gen.metrics.evaluate", "main", "FID / IS / KID between two image sources, as JSON"),
-    "zoo": ("lightning_gen.zoo.cli", "main", "list, show, pull, push and export zoo models"),
-    "sweep": ("lightning_gen.sweep", "main", "train and evaluate a grid of configurations, tabulate and plot FID"),
+    "fid": ("lightning_gen.cli.fid", "main", "FID / IS / KID / precision-recall between two image sources, as JSON"),
+    "fid-stats": ("lightning_gen.cli.fid", "stats_main", "write an image source's FID statistics (mu, sigma) to a .npz"),
+    "zoo": ("lightning_gen.cli.zoo", "main", "list, show, pull, push, export and import-dcgan zoo models"),
+    "sweep": ("lightning_gen.cli.sweep", "main", "grids and searches of configurations on an Optuna study, with a report"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -29,6 +30,7 @@ Training (LightningCLI; `lightning-gen fit --help` lists every option):
   fit          train a model:  lightning-gen fit --config zoo/dcgan-shapes32/recipe.yaml
   validate     run the validation loop on a checkpoint
   test         run the test loop on a checkpoint
+  predict      write images for seeds:  lightning-gen predict ... --data SeedDataModule (see lightning_gen.predict)
 
 Tools:
 {tools}
@@ -42,9 +44,15 @@ def run_lightning_cli(args: Sequence[str] | None = None, run: bool = True):
 
     import lightning_gen  # noqa: F401  (registers GANModule and VAE as subclasses for --model)
     import lightning_gen.data  # noqa: F401  (registers the data modules for --data)
+    import lightning_gen.predict  # noqa: F401  (SeedDataModule for `predict --data SeedDataModule`)
     from lightning_gen._base import GenerativeModule
 
-    return LightningCLI(
+    class GenerativeCLI(LightningCLI):
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            _take_image_shape_from_data(config)
+
+    return GenerativeCLI(
         GenerativeModule,
         pl.LightningDataModule,
         subclass_mode_model=True,
@@ -57,6 +65,38 @@ def run_lightning_cli(args: Sequence[str] | None = None, run: bool = True):
         args=list(args) if args is not None else None,
         run=run,
     )
+
+
+# The model arguments that must agree with the data module's, taken from it when not set on the model.
+SHARED_WITH_DATA = ("image_size", "channels")
+
+
+def _take_image_shape_from_data(config: Any) -> None:
+    """Give the model the data module's ``image_size`` and ``channels`` unless the config sets them on the model.
+
+    So ``--data.image_size 64`` is enough. jsonargparse's ``link_arguments`` would do it too, but it removes
+    the model's flags (breaking configs that set both) and needs every data module, a user's own included,
+    to expose the attributes. ``num_classes`` is not taken: labeled data may train an unconditional model.
+    A model value given explicitly and different from the data's is kept; the first training batch then
+    fails with both shapes named.
+    """
+    import importlib
+    import inspect
+
+    model, data = config.get("model"), config.get("data")
+    if not (model and data and model.get("class_path") and data.get("init_args")):
+        return
+    module_name, _, class_name = model["class_path"].rpartition(".")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module_name), class_name)).parameters
+    except (ImportError, AttributeError, ValueError):  # pragma: no cover - LightningCLI reports a bad class itself
+        return
+    for name in SHARED_WITH_DATA:
+        data_value = data["init_args"].get(name)
+        if data_value is None or name not in parameters:
+            continue
+        if model["init_args"].get(name) == parameters[name].default:
+            model["init_args"][name] = data_value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -121,16 +121,20 @@ class DCGANDiscriminator(nn.Module):
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes!r}.")
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
-        wrap = _spectral_norm if spectral_norm else (lambda m: m)
 
         widths = feature_widths(image_size, width)[::-1]  # image_size/2 -> 4x4
-        layers: list[nn.Module] = [wrap(nn.Conv2d(channels, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         for w_in, w_out in zip(widths, widths[1:]):
-            layers += [wrap(nn.Conv2d(w_in, w_out, 4, 2, 1, bias=norm == "none")), _norm(norm, w_out), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=norm == "none"), _norm(norm, w_out), nn.LeakyReLU(0.2, inplace=True)]
         self.features = nn.Sequential(*layers)
-        self.head = wrap(nn.Conv2d(widths[-1], 1, 4, 1, 0))  # 4x4 -> 1x1
-        self.label_projection = wrap(nn.Embedding(num_classes, widths[-1])) if num_classes else None
+        self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0)  # 4x4 -> 1x1
+        self.label_projection = nn.Embedding(num_classes, widths[-1]) if num_classes else None
         dcgan_init_(self)
+        if spectral_norm:
+            # After the init: once parametrized, ``weight`` is recomputed from ``weight.original`` on every
+            # access, so an init written into it would be lost and the layers would keep PyTorch's defaults.
+            for layer in [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Embedding))]:
+                _spectral_norm(layer)
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """Return logits of shape (B,)."""
