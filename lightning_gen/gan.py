@@ -191,17 +191,16 @@ class GANModule(GenerativeModule):
         d_loss, real_logits, fake_logits = self._discriminator_update(opt_d, real, labels)
         if self.discriminator_step % self.hparams.n_critic == 0:
             self._last_g_loss = self._generator_update(opt_g, real.shape[0], labels)
-        metrics = {
-            "train/d_loss": d_loss,
-            "train/d_real": real_logits.float().mean(),  # mean D logit on real images
-            "train/d_fake": fake_logits.float().mean(),  # mean D logit on generated images
-            "train/generator_step": float(self.generator_step),
-        }
-        if self._last_g_loss is not None:
-            metrics["train/g_loss"] = self._last_g_loss
-        # Lightning keeps logged tensors on the device until it writes logs, but turns progress-bar values
-        # into Python numbers after every batch (a host sync each): so one bar value, on logging steps only.
-        self.log_dict(metrics)
+        if self._logs_this_batch():  # see GenerativeModule._logs_this_batch
+            metrics = {
+                "train/d_loss": d_loss,
+                "train/d_real": real_logits.float().mean(),  # mean D logit on real images
+                "train/d_fake": fake_logits.float().mean(),  # mean D logit on generated images
+                "train/generator_step": float(self.generator_step),
+            }
+            if self._last_g_loss is not None:
+                metrics["train/g_loss"] = self._last_g_loss
+            self.log_dict(metrics)
         self._log_progress_bar(d_loss)
 
     def _discriminator_update(self, opt_d: Any, real: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:

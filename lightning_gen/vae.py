@@ -215,17 +215,18 @@ class VAE(GenerativeModule):
             if self._update(opt_vae, loss, "VAE"):
                 self.generator_step += 1
                 self._step_lr_schedulers("step")
-        metrics.update(
-            {
-                "train/loss": loss.detach(),
-                "train/reconstruction": terms["nll"].detach(),
-                "train/kl": terms["kl"].detach(),
-                "train/elbo": -(terms["nll"] + terms["kl"]).detach(),
-                "train/beta": float(beta_t),
-                "train/generator_step": float(self.generator_step),
-            }
-        )
-        self.log_dict(metrics)
+        if self._logs_this_batch():  # see GenerativeModule._logs_this_batch
+            metrics.update(
+                {
+                    "train/loss": loss.detach(),
+                    "train/reconstruction": terms["nll"].detach(),
+                    "train/kl": terms["kl"].detach(),
+                    "train/elbo": -(terms["nll"] + terms["kl"]).detach(),
+                    "train/beta": float(beta_t),
+                    "train/generator_step": float(self.generator_step),
+                }
+            )
+            self.log_dict(metrics)
         self._log_progress_bar(loss.detach())
 
     def on_validation_epoch_start(self) -> None:

@@ -44,7 +44,7 @@ class CountHostSyncs(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.current = batch_idx
-        if pl_module._is_logging_step():
+        if pl_module._is_logging_step() or batch_idx + 1 == trainer.num_training_batches:  # the batches that log
             self.logging_batches.add(batch_idx)
 
     def on_train_epoch_end(self, trainer, pl_module):
@@ -77,7 +77,7 @@ def test_no_host_syncs_outside_logging_steps(tmp_path, make_model):
     counter = CountHostSyncs()
     t = trainer(tmp_path, max_epochs=1, log_every_n_steps=4, callbacks=[counter])
     t.fit(make_model(), image_loader(n=80, batch_size=8))  # 10 batches; batches 3 and 7 are logging steps
-    assert counter.logging_batches == {3, 7}
+    assert counter.logging_batches == {3, 7, 9}  # logging steps and the epoch's last batch
     assert counter.steady_state_syncs() == {}
     # The device flag of the non-finite guard is read on logging steps (and at the epoch end), so they may sync.
     assert counter.calls.get(3) and counter.calls.get("epoch_end")
