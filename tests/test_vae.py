@@ -55,7 +55,7 @@ def test_kl_warmup_is_linear():
 
 
 def test_kl_warmup_in_training(tmp_path):
-    t = trainer(tmp_path, max_steps=2)
+    t = trainer(tmp_path, max_steps=2, log_every_n_steps=1)
     t.fit(VAE(**TINY, beta=2.0, kl_warmup_steps=10), image_loader())
     assert t.callback_metrics["train/beta"].item() == pytest.approx(2.0 * 2 / 10)
 
