@@ -20,7 +20,9 @@ from _metrics_fixtures import TinyDataModule, TinyFeatures, TinyGenerativeModule
 
 from lightning_gen.metrics import FIDCallback  # noqa: E402
 
-LOGGED = ("val/fid", "val/is", "val/is_std", "val/kid", "val/kid_std")
+LOGGED = (
+    "val/fid", "val/is", "val/is_std", "val/kid", "val/kid_std", "val/precision", "val/recall", "val/density", "val/coverage",
+)
 
 
 def run(tmp_path: Path, devices: int, explode: bool = False) -> tuple[dict[str, float], int]:
@@ -30,6 +32,7 @@ def run(tmp_path: Path, devices: int, explode: bool = False) -> tuple[dict[str, 
     callback = FIDCallback(
         kid=True,
         inception_score=True,
+        precision_recall=True,
         feature_extractor=TinyFeatures(),
         num_samples=40,
         batch_size=16,

@@ -192,3 +192,41 @@ class TinyDataModule(pl.LightningDataModule):
         if not self.with_val:
             return []
         return DataLoader(TensorDataset(self.images()[:8]), batch_size=self.batch_size)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Named stand-in extractor and class folders for the source / statistics-file tests.
+
+TINY_EXTRACTOR = "tiny-test"
+
+
+def register_tiny_extractor() -> str:
+    """Register ``TinyFeatures`` as the named extractor ``"tiny-test"``, so the command line can select it."""
+    from lightning_gen.metrics import FeatureExtractor, register_extractor
+
+    register_extractor(TINY_EXTRACTOR, lambda weights, download: FeatureExtractor.custom(TinyFeatures()), overwrite=True)
+    return TINY_EXTRACTOR
+
+
+def class_level(label: int) -> int:
+    """Mean red level of the images of class ``label`` in :func:`write_class_folders` (classes are 50 levels apart)."""
+    return 30 + 50 * label
+
+
+def write_class_folders(root: Path, classes: int = 4, per_class: int = 25, size: int = 12) -> Path:
+    """``root/class_k/NNN.png``: the red channel of class k sits near :func:`class_level` (k), so a recorded image
+    tells its class; the other channels vary per image."""
+    rng = np.random.default_rng(7)
+    for label in range(classes):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            image = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+            image[..., 0] = np.clip(class_level(label) + rng.integers(-5, 6, size=(size, size)), 0, 255)
+            Image.fromarray(image).save(folder / f"{index:03d}.png")
+    return root
+
+
+def class_of(image: torch.Tensor) -> int:
+    """The class of an image written by :func:`write_class_folders` (from its mean red level)."""
+    return int(round((image[0].float().mean().item() - 30) / 50))

@@ -40,3 +40,4 @@ def test_two_processes_give_the_single_process_values_with_and_without_cached_re
             # Logged values are float32; the float64 results differ only in summation order.
             assert values[name] == pytest.approx(single[name], rel=1e-5, abs=1e-6), name
     assert single["val/fid"] > 0 and single["val/is"] > 1
+    assert 0 < single["val/coverage"] < 1 and single["val/density"] > 0  # not trivial values to agree on

@@ -18,7 +18,8 @@ from lightning_gen.metrics import (
     MissingInceptionWeightsError,
     resolve_inception_weights,
 )
-from lightning_gen.metrics.inception import build_inception, file_sha256, hub_weights_path
+from lightning_gen.metrics import features as features_module
+from lightning_gen.metrics.inception import OFFICIAL_WEIGHTS_SHA256, build_inception, file_sha256, hub_weights_path
 
 
 @pytest.fixture
@@ -88,6 +89,31 @@ def test_weights_files_that_are_not_inception_state_dicts_are_rejected(tmp_path)
     torch.save(nn.Linear(2, 2).state_dict(), other)
     with pytest.raises(ValueError, match="not an Inception-v3 state dict"):
         build_inception(other)
+
+
+def test_official_means_the_full_sha256_not_the_prefix_in_the_file_name(tmp_path_factory, monkeypatch):
+    from _metrics_fixtures import shared_random_inception_weights
+
+    weights = shared_random_inception_weights(tmp_path_factory)
+    digest = file_sha256(weights)
+    # (The real stand-in file's standard=False is checked by the agreement test.) A file sharing only the first 8 hex digits (all torch.hub's file name promises) is not official.
+    monkeypatch.setattr(features_module, "OFFICIAL_WEIGHTS_SHA256", digest[:8] + "0" * 56)
+    assert FeatureExtractor.inception(weights).standard is False
+    monkeypatch.setattr(features_module, "OFFICIAL_WEIGHTS_SHA256", digest)
+    extractor = FeatureExtractor.inception(weights)
+    assert extractor.standard is True and extractor.fingerprint == digest
+    assert len(OFFICIAL_WEIGHTS_SHA256) == 64 and OFFICIAL_WEIGHTS_SHA256.startswith("6726825d")
+
+
+def test_numerics_record_what_changes_the_features(monkeypatch):
+    extractor = FeatureExtractor.custom(TinyFeatures())
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        numerics = extractor.numerics()
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert numerics == {"dtype": "float32", "device_type": "cpu", "float32_matmul_precision": "high"}
 
 
 def test_file_sha256(tmp_path):

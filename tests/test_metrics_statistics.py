@@ -128,12 +128,21 @@ def test_kid_matches_torch_fidelity_subsets_and_keeps_real_features_on_reset():
     assert metric.compute()[0].item() == pytest.approx(mean.item(), rel=1e-12)
 
 
-def test_kid_subset_size_larger_than_the_samples_is_a_clear_error():
-    metric = StandardKID(num_features=4, subset_size=50)
-    metric.update(torch.rand(60, 4), real=True)
-    metric.update(torch.rand(40, 4), real=False)
-    with pytest.raises(ValueError, match="subset_size=50 exceeds the 40 generated samples"):
-        metric.compute()
+def test_kid_with_fewer_samples_than_the_subset_size_uses_the_largest_subsets_and_says_so():
+    real, fake = features(60, 4, 11), features(40, 4, 12, shift=0.2)
+    metric = StandardKID(num_features=4, subset_size=50, subsets=5)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    with pytest.warns(UserWarning, match="KID subsets reduced from 50 to 40"):
+        mean, std = metric.compute()
+    expected = kid_features_to_metric(fake, real, kid_subsets=5, kid_subset_size=40, verbose=False, rng_seed=2020)
+    assert mean.item() == pytest.approx(expected["kernel_inception_distance_mean"], abs=1e-6)
+    assert metric.subset_size_used == 40 and "reduced from 50 to 40" in metric.note
+    tiny = StandardKID(num_features=4, subset_size=50)
+    tiny.update(real, real=True)
+    tiny.update(fake[:1], real=False)
+    with pytest.raises(ValueError, match="at least 2 samples per side"):
+        tiny.compute()
 
 
 def test_metric_result_and_protocol_serialise_to_json_and_back():

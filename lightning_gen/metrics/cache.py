@@ -28,7 +28,7 @@ __all__ = ["CACHE_ENV", "RealStatisticsCache", "default_cache_dir", "folder_fing
 #: Environment variable with the root of lightning-gen's caches; metrics use its ``metrics`` subfolder.
 CACHE_ENV = "LIGHTNING_GEN_CACHE"
 # Bump when the meaning of a cached payload changes, so old entries are ignored rather than misread.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: real subsets are seeded random draws (1 took the first num_real)
 
 
 def default_cache_dir() -> Path:
@@ -82,14 +82,17 @@ class RealStatisticsCache:
         self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
 
     @staticmethod
-    def key(*, kind: str, data_fingerprint: str, extractor_fingerprint: str, num_real: int | None) -> str:
+    def key(
+        *, kind: str, data_fingerprint: str, extractor_fingerprint: str, num_real: int | None, subset_seed: int | None = None
+    ) -> str:
         """Cache key for one kind of statistics of one real dataset under one extractor.
 
         Args:
-            kind: ``"fid"`` (sums) or ``"kid"`` (features).
+            kind: ``"fid"`` (sums), ``"kid"`` or ``"prdc"`` (features).
             data_fingerprint: Fingerprint of the real data.
             extractor_fingerprint: The extractor's weights fingerprint.
             num_real: Requested number of real images (``None``: all of them).
+            subset_seed: Seed of the random subset when ``num_real`` is given.
         """
         description = {
             "format": _FORMAT_VERSION,
@@ -97,6 +100,7 @@ class RealStatisticsCache:
             "data": data_fingerprint,
             "extractor": extractor_fingerprint,
             "num_real": num_real,
+            "subset_seed": subset_seed if num_real is not None else None,
         }
         digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
         return f"{kind}-{digest[:40]}"

@@ -1,206 +1,111 @@
-"""Standalone evaluation: :func:`evaluate` in Python and ``lightning-gen fid REAL FAKE`` on the command line.
+"""Standalone evaluation: :func:`evaluate` (metrics between two sources) and :func:`compute_statistics` (one
+source's FID statistics, for a ``.npz`` file). The command line (``lightning-gen fid``, ``lightning-gen fid-stats``)
+is a thin layer over these in ``lightning_gen/cli/fid.py``.
 
-Each side is an image folder, a Lightning checkpoint of a ``GANModule`` or ``VAE`` (``.ckpt``), a zoo model name,
-or, from Python, a module with ``sample(n, seed)`` or a tensor of images. Generated images go straight from the
-model to the extractor (no PNG round trip). Statistics of a real image folder are cached on disk (see
-``cache.py``). The numbers come with their :class:`~lightning_gen.metrics.protocol.Protocol`.
+Either side may be an image folder, a ``.npz`` statistics file, a Lightning checkpoint of a ``GANModule`` or
+``VAE``, a zoo name, a module with ``sample(n, seed)`` or an image tensor (uint8, or float in [-1, 1]); see
+``sources.py``. Generated images go straight from the model to the extractor (no PNG round trip). Statistics of a
+real image folder are cached on disk (see ``cache.py``). KID, IS and PRDC never block FID: with too few samples
+KID uses the largest valid subsets and IS / PRDC are skipped, each with a warning and a note in the protocol.
 
-Not here: distributed evaluation (use the callbacks inside a ``Trainer`` for that) and resizing of folders with
-mixed image sizes.
+Not here: distributed evaluation (use the callbacks inside a ``Trainer`` for that).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.functional import pil_to_tensor
 
-from lightning_gen.metrics.cache import RealStatisticsCache, folder_fingerprint
-from lightning_gen.metrics.evaluator import MetricEvaluator
+from lightning_gen.metrics.cache import RealStatisticsCache
+from lightning_gen.metrics.evaluator import MetricEvaluator, versions
+from lightning_gen.metrics.extractors import build_extractor
 from lightning_gen.metrics.features import FeatureExtractor
-from lightning_gen.metrics.inception import MissingInceptionWeightsError
-from lightning_gen.metrics.protocol import MetricResult
-from lightning_gen.metrics.statistics import DEFAULT_RNG_SEED
-from lightning_gen.sampling import load_generative_module
+from lightning_gen.metrics.protocol import MetricResult, Protocol
+from lightning_gen.metrics.sources import DEFAULT_SUBSET_SEED, ImageSource, generate_batches, open_source
+from lightning_gen.metrics.statistics import DEFAULT_RNG_SEED, frechet_distance
+from lightning_gen.metrics.statistics_file import FIDStatistics
 
-__all__ = ["IMAGE_EXTENSIONS", "evaluate", "list_image_files", "main"]
+__all__ = ["METRIC_NAMES", "REAL_SEED_OFFSET", "compute_statistics", "evaluate", "generate_batches"]
 
-#: Image files read from a folder: torch-fidelity's default set, so both read exactly the same files.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-# How folder images become tensors (part of the folder fingerprint): the same as torch-fidelity's reader.
-_FOLDER_READER = "PIL.Image.open().convert('RGB') -> pil_to_tensor, native size"
-METRIC_NAMES = ("fid", "is", "kid")
-
-
-def list_image_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Image files (``IMAGE_EXTENSIONS``, any case) in ``folder``, sorted by path.
-
-    Args:
-        folder: Directory to scan.
-        recursive: Also scan sub-directories (torch-fidelity's ``samples_find_deep``).
-    """
-    folder = Path(folder)
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+METRIC_NAMES = ("fid", "is", "kid", "prdc")
+#: A model on the real side is sampled from ``seed + REAL_SEED_OFFSET`` unless ``real_seed`` is given, so that
+#: the two sides never share latents when both are models (batch b of one side would equal batch b + k of the other).
+REAL_SEED_OFFSET = 1_000_000_007
 
 
-class _ImageFiles(Dataset):
-    def __init__(self, files: Sequence[Path]) -> None:
-        self.files = list(files)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> Tensor:
-        with Image.open(self.files[index]) as image:
-            return pil_to_tensor(image.convert("RGB"))
-
-
-def _stack_same_size(images: list[Tensor]) -> Tensor:
-    sizes = {tuple(image.shape[1:]) for image in images}
-    if len(sizes) > 1:
-        shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:3])
-        raise ValueError(
-            f"The image folder mixes image sizes ({shown}); batches need one size. Resize the images to a common "
-            f"size first (the extractor resizes to its own input size anyway)."
-        )
-    return torch.stack(images)
-
-
-@dataclass
-class _Source:
-    """Images from one side of the comparison."""
-
-    description: str  # recorded in the protocol (real side) and used in messages
-    count: int  # how many images batches() yields in total
-    batches: Callable[[], Iterable[Tensor]]
-    fingerprint: str | None = None  # set when the images can be cached by content identity
-    sample_seed: int | None = None  # set when the images are generated here
-
-
-def _folder_source(folder: Path, *, limit: int | None, batch_size: int, num_workers: int, recursive: bool) -> _Source:
-    files = list_image_files(folder, recursive)
-    if not files:
-        hint = "" if recursive else " (pass recursive=True / --recursive to search sub-folders)"
-        raise ValueError(f"No {'/'.join(IMAGE_EXTENSIONS)} images in folder {str(folder)!r}{hint}.")
-    files = files[:limit] if limit is not None else files
-
-    def batches() -> Iterator[Tensor]:
-        yield from DataLoader(
-            _ImageFiles(files),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            collate_fn=_stack_same_size,
-            pin_memory=torch.cuda.is_available(),
-        )
-
-    return _Source(str(folder), len(files), batches, fingerprint=folder_fingerprint(folder, files, _FOLDER_READER))
-
-
-def generate_batches(model: Any, num_samples: int, batch_size: int, seed: int) -> Iterator[Tensor]:
-    """Yield ``num_samples`` generated images in batches; batch ``b`` is ``model.sample(size, seed=seed + b)``.
-
-    Seeding per batch makes the samples a function of (seed, batch_size) alone, on any device and process count.
-    """
-    for index, start in enumerate(range(0, num_samples, batch_size)):
-        with torch.no_grad():
-            images = model.sample(min(batch_size, num_samples - start), seed=seed + index)
-        yield images
-
-
-def _model_source(model: Any, description: str, *, num_samples: int, batch_size: int, seed: int) -> _Source:
-    if not callable(getattr(model, "sample", None)):
-        raise TypeError(f"{description} has no sample(n, seed=...) method; expected a GANModule, VAE or zoo model.")
-    return _Source(
-        description,
-        num_samples,
-        lambda: generate_batches(model, num_samples, batch_size, seed),
-        sample_seed=seed,
-    )
-
-
-def _tensor_source(images: Tensor, description: str, batch_size: int) -> _Source:
-    if images.dim() != 4:
-        raise ValueError(f"{description} must be an image tensor (N, C, H, W), got shape {tuple(images.shape)}.")
-    return _Source(description, images.shape[0], lambda: images.split(batch_size))
-
-
-def _open_source(
-    spec: Any, role: str, *, num_samples: int, num_real: int | None, batch_size: int, device: torch.device, seed: int,
-    num_workers: int, recursive: bool,
-) -> _Source:
-    if isinstance(spec, Tensor):
-        return _tensor_source(spec, f"{role} tensor", batch_size)
-    if isinstance(spec, (str, os.PathLike)):
-        if Path(spec).is_dir():
-            limit = num_real if role == "real" else None
-            return _folder_source(Path(spec), limit=limit, batch_size=batch_size, num_workers=num_workers, recursive=recursive)
-        model = load_generative_module(str(spec), device)
-        return _model_source(model, str(spec), num_samples=num_samples, batch_size=batch_size, seed=seed)
-    return _model_source(spec, f"{role} {type(spec).__name__}", num_samples=num_samples, batch_size=batch_size, seed=seed)
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
 def evaluate(
     real: Any,
     fake: Any,
     *,
-    metrics: Sequence[str] = METRIC_NAMES,
+    metrics: Sequence[str] = ("fid", "is", "kid"),
     num_samples: int = 50_000,
     num_real: int | None = None,
+    real_subset_seed: int = DEFAULT_SUBSET_SEED,
+    image_size: int | None = None,
     batch_size: int = 64,
     device: str | torch.device | None = None,
     weights: str | os.PathLike | None = None,
     download: bool = True,
-    feature_extractor: nn.Module | None = None,
+    feature_extractor: str | nn.Module | None = None,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     seed: int = 0,
+    real_seed: int | None = None,
     is_splits: int = 10,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
+    prdc_k: int = 3,
     rng_seed: int = DEFAULT_RNG_SEED,
     num_workers: int | None = None,
-    recursive: bool = False,
+    recursive: bool = True,
     progress: bool = False,
 ) -> MetricResult:
-    """FID, IS and KID between real and generated images, with the standard protocol.
+    """FID (and IS, KID, precision/recall/density/coverage) between real and generated images, with the protocol.
 
-    IS is computed on ``fake``. With the defaults the numbers are those of ``torch_fidelity.calculate_metrics``
-    with ``input1=fake, input2=real`` (50k samples, 10 IS splits, KID 100 subsets of 1000).
+    IS is computed on ``fake``. With the defaults and Inception the numbers are those of
+    ``torch_fidelity.calculate_metrics`` with ``input1=fake, input2=real`` (50k samples, 10 IS splits, KID 100
+    subsets of 1000).
 
     Args:
-        real: Image folder, ``.ckpt`` file, zoo name, model with ``sample(n, seed)`` or uint8 image tensor
-            (N, C, H, W). May be ``None`` when only ``"is"`` is requested.
-        fake: Same choices; a tensor may also be float in [-1, 1] (quantized by rounding).
-        metrics: Any of ``"fid"``, ``"is"``, ``"kid"``.
+        real: Image folder, ``.npz`` statistics file, ``.ckpt`` file, zoo name, model with ``sample(n, seed)`` or
+            image tensor (N, C, H, W), uint8 or float in [-1, 1]. May be ``None`` when only ``"is"`` is requested.
+        fake: Same choices.
+        metrics: Any of ``"fid"``, ``"is"``, ``"kid"``, ``"prdc"`` (precision, recall, density, coverage).
         num_samples: Images generated for a model side (50k is what papers report).
-        num_real: Use only the first ``num_real`` images (sorted by path) of a real folder; default all.
+        num_real: Use a seeded uniform random subset of this many images of a real folder; default all.
+        real_subset_seed: Seed of that subset (recorded in the protocol).
+        image_size: Resize folder images as ``ImageFolderDataModule(image_size=...)`` does (shorter side, centre
+            crop); default: native size.
         batch_size: Images per generation and extraction batch.
         device: Where models and the extractor run; default CUDA when available.
-        weights: FID Inception weights file (else ``LIGHTNING_GEN_INCEPTION_WEIGHTS``, the torch hub cache, download).
+        weights: Weights file of the extractor (else its environment variable, the torch hub cache, download).
         download: Whether missing weights may be downloaded.
-        feature_extractor: A module mapping uint8 (N, 3, H, W) to (N, d) used instead of Inception. Non-standard:
-            numbers are not comparable with published ones (the protocol records ``standard=False``).
+        feature_extractor: A registered name (``"inception-v3-compat"``, the default; ``"dinov2-vit-l-14"``;
+            see :func:`~lightning_gen.metrics.extractors.available_extractors`) or a module mapping uint8
+            (N, 3, H, W) to (N, d) (non-standard: the protocol records ``standard=False``).
         cache_dir: Directory of the real-statistics cache; default ``$LIGHTNING_GEN_CACHE/metrics`` or
             ``~/.cache/lightning_gen/metrics``.
         use_cache: Read and write the cache (folders only: other sources are not fingerprinted).
         seed: Base seed of generated samples (batch ``b`` uses ``seed + b``).
+        real_seed: Base seed of a model on the real side; default ``seed + REAL_SEED_OFFSET``.
         is_splits: IS splits.
         kid_subsets: KID subsets.
-        kid_subset_size: KID subset size; both sides need at least this many images.
+        kid_subset_size: KID subset size; reduced to the smaller side's count when needed (noted in the protocol).
+        prdc_k: Nearest-neighbour k of PRDC.
         rng_seed: Seed of the IS split permutation and the KID subsets (torch-fidelity's 2020).
         num_workers: Folder decoding processes; default ``min(4, cpu count)``.
-        recursive: Also read images in sub-folders.
+        recursive: Also read images in folders nested below the class folders.
         progress: Show progress bars on stderr.
 
     Returns:
@@ -208,174 +113,247 @@ def evaluate(
 
     Raises:
         MissingInceptionWeightsError: The Inception weights are missing (message says where to get them).
-        ValueError: Bad arguments or too few images for the requested metrics.
+        ValueError: Bad arguments, fewer than 2 images for FID, or a statistics file from another extractor.
     """
+    metrics = list(dict.fromkeys(metrics))
     unknown = set(metrics) - set(METRIC_NAMES)
     if unknown or not metrics:
         raise ValueError(f"metrics must be a non-empty subset of {METRIC_NAMES}, got {tuple(metrics)}.")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if not (isinstance(num_samples, int) and num_samples >= 2):
-        raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}.")
+    _check_int("batch_size", batch_size, 1)
+    _check_int("num_samples", num_samples, 2)
+    if num_real is not None:
+        _check_int("num_real", num_real, 2)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
     options = dict(
-        num_samples=num_samples, num_real=num_real, batch_size=batch_size, device=device, seed=seed,
-        num_workers=num_workers, recursive=recursive,
+        num_samples=num_samples, batch_size=batch_size, device=device, image_size=image_size, recursive=recursive,
+        num_workers=min(4, os.cpu_count() or 1) if num_workers is None else num_workers,
     )
-    needs_real = "fid" in metrics or "kid" in metrics
-    fake_source = _open_source(fake, "fake", **options)
-    real_source = _open_source(real, "real", **options) if needs_real else None
-    _check_counts(metrics, real_source, fake_source, is_splits=is_splits, kid_subset_size=kid_subset_size)
+    fake_source = open_source(fake, "fake", seed=seed, **options)
+    needs_real = bool({"fid", "kid", "prdc"} & set(metrics))
+    real_source = None
+    if needs_real:
+        real_seed = seed + REAL_SEED_OFFSET if real_seed is None else real_seed
+        real_source = open_source(
+            real, "real", seed=real_seed, num_real=num_real, subset_seed=real_subset_seed, **options
+        )
+    notes = [*(real_source.notes if real_source else []), *fake_source.notes]
+    metrics = _applicable(metrics, real_source, fake_source, is_splits=is_splits, prdc_k=prdc_k, notes=notes)
+    context = _context(real_source, fake_source, notes)
+    if real_source is not None and real_source.kind == fake_source.kind == "statistics":
+        return _fid_of_two_files(real_source.statistics, fake_source.statistics, context)
 
-    extractor = (
-        FeatureExtractor.custom(feature_extractor)
-        if feature_extractor is not None
-        else FeatureExtractor.inception(weights, download=download)
-    )
+    extractor = build_extractor(feature_extractor, weights=weights, download=download)
     evaluator = MetricEvaluator(
         extractor,
         fid="fid" in metrics,
         inception_score="is" in metrics,
         kid="kid" in metrics,
+        prdc="prdc" in metrics,
         is_splits=is_splits,
         kid_subsets=kid_subsets,
         kid_subset_size=kid_subset_size,
+        prdc_k=prdc_k,
         rng_seed=rng_seed,
         device=device,
     )
     if real_source is not None:
-        cache = RealStatisticsCache(cache_dir) if use_cache and real_source.fingerprint is not None else None
-        keys = _cache_keys(evaluator, cache, real_source.fingerprint, num_real)
-        cached = {kind: cache.load(key) for kind, key in keys.items()} if cache is not None else {}
-        if cached and all(payload is not None for payload in cached.values()):
-            evaluator.load_real_payloads(cached)
-        else:
-            _feed(evaluator.update_real, real_source, "real statistics", progress)
-            if cache is not None:
-                for kind, payload in evaluator.real_payloads().items():
-                    cache.save(keys[kind], {"kind": kind, "source": real_source.description, **payload})
-    _feed(evaluator.update_fake, fake_source, "generated", progress)
-    return evaluator.compute(
-        split=real_source.description if real_source is not None else None,
-        real_fingerprint=real_source.fingerprint if real_source is not None else None,
-        sample_seed=fake_source.sample_seed,
+        _add_real(evaluator, real_source, notes, cache_dir=cache_dir if use_cache else None, num_real=num_real,
+                  subset_seed=real_subset_seed, use_cache=use_cache, progress=progress)
+    if fake_source.kind == "statistics":
+        _use_statistics_file(evaluator, fake_source.statistics, real=False, notes=notes)
+    else:
+        _feed(evaluator.update_fake, fake_source, "generated", progress)
+    return evaluator.compute(**context)
+
+
+def compute_statistics(
+    source: Any,
+    *,
+    num_real: int | None = None,
+    real_subset_seed: int = DEFAULT_SUBSET_SEED,
+    num_samples: int = 50_000,
+    seed: int = 0,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    weights: str | os.PathLike | None = None,
+    download: bool = True,
+    feature_extractor: str | nn.Module | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    num_workers: int | None = None,
+    recursive: bool = True,
+    progress: bool = False,
+) -> FIDStatistics:
+    """FID statistics (mean, covariance, count and protocol) of one image source, e.g. to save with
+    :func:`~lightning_gen.metrics.statistics_file.save_statistics` and reuse as either side of :func:`evaluate`.
+
+    Arguments as in :func:`evaluate`; ``source`` is read like its ``real`` side (``num_real``, ``image_size``,
+    ``seed`` for a model).
+    """
+    _check_int("batch_size", batch_size, 1)
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    opened = open_source(
+        source, "real", num_samples=num_samples, seed=seed, batch_size=batch_size, device=device,
+        num_real=num_real, subset_seed=real_subset_seed, image_size=image_size, recursive=recursive,
+        num_workers=min(4, os.cpu_count() or 1) if num_workers is None else num_workers,
     )
+    if opened.kind == "statistics":
+        return opened.statistics
+    if opened.count is not None and opened.count < 2:
+        raise ValueError(f"FID statistics need at least 2 images, {opened.description} has {opened.count}.")
+    extractor = build_extractor(feature_extractor, weights=weights, download=download)
+    evaluator = MetricEvaluator(extractor, fid=True, device=device)
+    notes = list(opened.notes)
+    _add_real(evaluator, opened, notes, cache_dir=cache_dir, num_real=num_real, subset_seed=real_subset_seed,
+              use_cache=use_cache, progress=progress)
+    mu, sigma, count = evaluator.fid.statistics(real=True)
+    context = _context(opened, None, notes)
+    protocol = Protocol(
+        extractor=extractor.name,
+        weights_sha256=extractor.fingerprint,
+        standard=extractor.standard,
+        resize=extractor.resize,
+        n_real=count,
+        n_fake=None,
+        extractor_numerics=extractor.numerics(),
+        versions=versions(),
+        **context,
+    )
+    return FIDStatistics(mu=mu.cpu().numpy(), sigma=sigma.cpu().numpy(), count=count, protocol=protocol.to_dict())
 
 
-def _cache_keys(
-    evaluator: MetricEvaluator, cache: RealStatisticsCache | None, fingerprint: str | None, num_real: int | None
-) -> dict[str, str]:
-    if cache is None or fingerprint is None:
-        return {}
-    kinds = [kind for kind, metric in (("fid", evaluator.fid), ("kid", evaluator.kid)) if metric is not None]
-    return {
-        kind: cache.key(
-            kind=kind,
-            data_fingerprint=fingerprint,
-            extractor_fingerprint=evaluator.extractor.fingerprint,
-            num_real=num_real,
+def _context(real: ImageSource | None, fake: ImageSource | None, notes: list[str]) -> dict[str, Any]:
+    """Protocol fields that describe the sources (everything the evaluator cannot know)."""
+    context: dict[str, Any] = {"notes": notes}
+    if real is not None:
+        context.update(
+            split=real.description,
+            real_fingerprint=real.fingerprint,
+            real_sample_seed=real.sample_seed,
+            real_subset_seed=real.subset_seed,
+            real_decoding=real.decoding,
+            real_resize=real.resize,
         )
-        for kind in kinds
-    }
+    if fake is not None:
+        context.update(fake_source=f"{fake.kind}: {fake.description}", sample_seed=fake.sample_seed)
+    return context
 
 
-def _check_counts(
-    metrics: Sequence[str], real: _Source | None, fake: _Source, *, is_splits: int, kid_subset_size: int
-) -> None:
-    # Checked before the extractor is built or any image is read: a bad setting fails in a second, not an hour.
-    if "is" in metrics and fake.count < is_splits:
-        raise ValueError(
-            f"The Inception Score needs at least is_splits={is_splits} generated images, {fake.description} has "
-            f"{fake.count}. Lower is_splits (--is-splits; recorded in the protocol) or disable IS (--no-is)."
-        )
-    for source in (real, fake):
-        if source is None:
-            continue
-        if "kid" in metrics and source.count < kid_subset_size:
-            raise ValueError(
-                f"KID subsets of kid_subset_size={kid_subset_size} need that many images, but {source.description} "
-                f"has {source.count}. Pass a smaller kid_subset_size (--kid-subset-size; it is recorded in the "
-                f"protocol) or disable KID (--no-kid)."
-            )
-        if "fid" in metrics and source.count < 2:
+def _applicable(
+    metrics: list[str], real: ImageSource | None, fake: ImageSource, *, is_splits: int, prdc_k: int, notes: list[str]
+) -> list[str]:
+    """Drop the metrics the inputs cannot support, with a warning and a note; FID itself is never dropped."""
+    kept = list(metrics)
+
+    def skip(name: str, reason: str) -> None:
+        if name in kept:
+            kept.remove(name)
+            notes.append(f"{name} skipped: {reason}")
+            warnings.warn(f"{name.upper()} skipped: {reason}", stacklevel=3)
+
+    sources = [source for source in (real, fake) if source is not None]
+    for source in sources:
+        if source.kind == "statistics":
+            for name in ("kid", "prdc"):
+                skip(name, f"{source.description} holds only mean and covariance, and {name} needs features")
+            if source is fake:
+                skip("is", f"{source.description} holds no logits")
+    if "is" in kept and fake.count is not None and fake.count < is_splits:
+        skip("is", f"{fake.count} generated images are fewer than is_splits={is_splits}")
+    for source in sources:
+        if "prdc" in kept and source.count is not None and source.count <= prdc_k:
+            skip("prdc", f"{source.description} has {source.count} images, k-NN balls need more than k={prdc_k}")
+        if "fid" in kept and source.count is not None and source.count < 2:
             raise ValueError(f"FID needs at least 2 images per side, {source.description} has {source.count}.")
+    if not kept:
+        raise ValueError(f"None of the requested metrics {tuple(metrics)} can be computed: {'; '.join(notes)}.")
+    return kept
 
 
-def _feed(update: Callable[[Tensor], None], source: _Source, what: str, progress: bool) -> None:
+def _fid_of_two_files(real: FIDStatistics, fake: FIDStatistics, context: dict[str, Any]) -> MetricResult:
+    """FID of two statistics files: no extractor is needed, but both must come from the same one."""
+    if real.dim != fake.dim:
+        raise ValueError(
+            f"{real.path} has {real.dim} features and {fake.path} has {fake.dim}: they come from different extractors."
+        )
+    notes = context["notes"]
+    first, second = real.protocol or {}, fake.protocol or {}
+    hashes = {first.get("weights_sha256"), second.get("weights_sha256")} - {None}
+    if len(hashes) > 1:
+        raise ValueError(
+            f"{real.path} and {fake.path} were computed with different extractor weights "
+            f"({' vs '.join(sorted(hashes))}); their FID would mean nothing."
+        )
+    if not (first and second):
+        notes.append("a statistics file without protocol metadata: the extractor could not be checked")
+    known = first or second
+    value = frechet_distance(*real.tensors(), *fake.tensors())
+    protocol = Protocol(
+        extractor=known.get("extractor", "unknown (statistics files)"),
+        weights_sha256=known.get("weights_sha256", "unknown"),
+        standard=bool(first.get("standard") and second.get("standard")),
+        resize=known.get("resize", "unknown"),
+        n_real=real.count,
+        n_fake=fake.count,
+        extractor_numerics=known.get("extractor_numerics", {}),
+        versions=versions(),
+        **context,
+    )
+    return MetricResult(protocol=protocol, fid=value)
+
+
+def _use_statistics_file(evaluator: MetricEvaluator, statistics: FIDStatistics, *, real: bool, notes: list[str]) -> None:
+    """Install a statistics file as one side of the FID, after checking it came from the evaluator's extractor."""
+    extractor: FeatureExtractor = evaluator.extractor
+    recorded = (statistics.protocol or {}).get("weights_sha256")
+    if recorded is not None and recorded != extractor.fingerprint:
+        raise ValueError(
+            f"{statistics.path} was computed with {statistics.protocol.get('extractor')} weights sha256 {recorded}, "
+            f"but this evaluation uses {extractor.name} with weights sha256 {extractor.fingerprint}. Pass the same "
+            f"extractor and weights (--extractor / --weights), or recompute the statistics with lightning-gen fid-stats."
+        )
+    if recorded is None:
+        notes.append(
+            f"{statistics.path} carries no protocol metadata: assumed to be computed with {extractor.name} "
+            f"(e.g. by pytorch-fid or clean-fid), which could not be verified"
+        )
+    mu, sigma = statistics.tensors()
+    evaluator.fid.set_statistics(real, mu, sigma, statistics.count)
+
+
+def _add_real(
+    evaluator: MetricEvaluator, source: ImageSource, notes: list[str], *, cache_dir: str | os.PathLike | None,
+    num_real: int | None, subset_seed: int, use_cache: bool, progress: bool,
+) -> None:
+    """Feed the real side, from the cache when the source is fingerprinted and its statistics are there."""
+    if source.kind == "statistics":
+        _use_statistics_file(evaluator, source.statistics, real=True, notes=notes)
+        return
+    cache = RealStatisticsCache(cache_dir) if use_cache and source.fingerprint is not None else None
+    keys = {}
+    if cache is not None:
+        keys = {
+            kind: cache.key(
+                kind=kind, data_fingerprint=source.fingerprint, extractor_fingerprint=evaluator.extractor.fingerprint,
+                num_real=num_real, subset_seed=subset_seed,
+            )
+            for kind in evaluator._real_metrics()
+        }
+    cached = {kind: cache.load(key) for kind, key in keys.items()} if cache is not None else {}
+    if cached and all(payload is not None for payload in cached.values()):
+        evaluator.load_real_payloads(cached)
+        return
+    _feed(evaluator.update_real, source, "real statistics", progress)
+    if cache is not None:
+        for kind, payload in evaluator.real_payloads().items():
+            cache.save(keys[kind], {"kind": kind, "source": source.description, **payload})
+
+
+def _feed(update: Callable[[Tensor], None], source: ImageSource, what: str, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     with tqdm(total=source.count, desc=what, unit="img", disable=not progress, leave=False, file=sys.stderr) as bar:
         for images in source.batches():
             update(images)
             bar.update(images.shape[0])
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``lightning-gen fid`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="lightning-gen fid",
-        description=(
-            "Compute FID (and IS, KID) between REAL and FAKE with the standard protocol (torch-fidelity's Inception, "
-            "TF-compatible resize, uint8 rounding, float64 statistics) and print them as JSON with the protocol. "
-            "Each side is an image folder, a .ckpt of a GANModule/VAE or a zoo model name. IS is computed on FAKE."
-        ),
-    )
-    parser.add_argument("real", help="real images: folder, .ckpt or zoo name")
-    parser.add_argument("fake", help="generated images: folder, .ckpt or zoo name")
-    parser.add_argument("--num-samples", type=int, default=50_000, help="images generated per model side (default: 50000)")
-    parser.add_argument("--num-real", type=int, default=None, help="use only the first N images of a REAL folder")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
-    parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
-    parser.add_argument("--weights", default=None, help="FID Inception weights file (default: $LIGHTNING_GEN_INCEPTION_WEIGHTS, then the torch hub cache, then download)")
-    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing weights")
-    parser.add_argument("--is", dest="inception_score", action=argparse.BooleanOptionalAction, default=True, help="Inception Score on FAKE (default: on)")
-    parser.add_argument("--kid", action=argparse.BooleanOptionalAction, default=True, help="Kernel Inception Distance (default: on)")
-    parser.add_argument("--is-splits", type=int, default=10, help="IS splits (default: 10)")
-    parser.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (default: 100)")
-    parser.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (default: 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed of generated samples (default: 0)")
-    parser.add_argument("--cache-dir", default=None, help="real-statistics cache (default: $LIGHTNING_GEN_CACHE/metrics or ~/.cache/lightning_gen/metrics)")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached real statistics")
-    parser.add_argument("--recursive", action="store_true", help="also read images in sub-folders")
-    parser.add_argument("--num-workers", type=int, default=None, help="image decoding processes (default: min(4, CPUs))")
-    parser.add_argument("--output", default=None, help="also write the JSON to this file")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default: when stderr is a terminal)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``lightning-gen fid``; returns the exit code (0 ok, 1 error, 2 usage error)."""
-    args = build_parser().parse_args(argv)
-    metrics = ["fid"] + (["is"] if args.inception_score else []) + (["kid"] if args.kid else [])
-    try:
-        result = evaluate(
-            args.real,
-            args.fake,
-            metrics=metrics,
-            num_samples=args.num_samples,
-            num_real=args.num_real,
-            batch_size=args.batch_size,
-            device=args.device,
-            weights=args.weights,
-            download=not args.no_download,
-            cache_dir=args.cache_dir,
-            use_cache=not args.no_cache,
-            seed=args.seed,
-            is_splits=args.is_splits,
-            kid_subsets=args.kid_subsets,
-            kid_subset_size=args.kid_subset_size,
-            num_workers=args.num_workers,
-            recursive=args.recursive,
-            progress=sys.stderr.isatty() if args.progress is None else args.progress,
-        )
-    # User-facing failures (bad paths, missing weights, unknown zoo names, offline Hub, too few images) get a
-    # one-line message; anything else is a bug and keeps its traceback.
-    except (MissingInceptionWeightsError, OSError, ValueError, TypeError, LookupError) as error:
-        print(f"lightning-gen fid: error: {error}", file=sys.stderr)
-        return 1
-    text = result.to_json()
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    return 0

@@ -1,9 +1,10 @@
 """The engine shared by the callbacks and the standalone evaluator: images in, :class:`MetricResult` out.
 
-:class:`MetricEvaluator` quantizes generated images to uint8 (by rounding), runs the feature extractor once per
-batch and feeds the requested metric states (FID, IS, KID). Under ``torch.distributed`` every process feeds its own
-share and :meth:`MetricEvaluator.compute` (a collective: call it on every process) reduces them, so all processes
-get the same numbers. It does not load data, generate samples, cache or log; its callers do.
+:class:`MetricEvaluator` quantizes float images to uint8 (by rounding), runs the feature extractor once per batch
+and feeds the requested metric states (FID, IS, KID, precision/recall/density/coverage). Under
+``torch.distributed`` every process feeds its own share and :meth:`MetricEvaluator.compute` (a collective: call it
+on every process) reduces them, so all processes get the same numbers. It does not load data, generate samples,
+cache or log; its callers do.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from lightning_gen._images import to_uint8
 from lightning_gen.metrics.features import FeatureExtractor
+from lightning_gen.metrics.prdc import PrecisionRecallDensityCoverage
 from lightning_gen.metrics.protocol import MetricResult, Protocol
 from lightning_gen.metrics.statistics import (
     DEFAULT_RNG_SEED,
@@ -25,9 +27,6 @@ from lightning_gen.metrics.statistics import (
 )
 
 __all__ = ["MetricEvaluator", "quantize_to_uint8"]
-
-# Output sizes of the FID Inception: pool3 features and the 1008-way classifier of the 2015 graph.
-_INCEPTION_DIMS = (2048, 1008)
 
 
 def quantize_to_uint8(images: Tensor) -> Tensor:
@@ -41,21 +40,26 @@ def quantize_to_uint8(images: Tensor) -> Tensor:
         [0, 128, 255, 255]
     """
     if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise TypeError(f"Expected uint8 images or float images in [-1, 1], got dtype {images.dtype}.")
+        raise TypeError(
+            f"Expected uint8 images in [0, 255] or float images in [-1, 1], got dtype {images.dtype}. Convert "
+            f"[0, 1] floats with x * 2 - 1."
+        )
     return to_uint8(images)
 
 
 class MetricEvaluator:
-    """Accumulates real and generated images and computes FID / IS / KID with their protocol.
+    """Accumulates real and generated images and computes FID / IS / KID / PRDC with their protocol.
 
     Args:
-        extractor: The feature extractor (standard Inception or custom).
+        extractor: The feature extractor (standard Inception, a named one or custom).
         fid: Compute FID.
         inception_score: Compute IS (on the generated images).
         kid: Compute KID.
+        prdc: Compute precision, recall, density and coverage.
         is_splits: IS splits (standard: 10).
         kid_subsets: KID subsets (torch-fidelity: 100).
-        kid_subset_size: KID subset size (torch-fidelity: 1000).
+        kid_subset_size: KID subset size (torch-fidelity: 1000; reduced to the smaller side when needed).
+        prdc_k: Nearest-neighbour k of PRDC (standard: 3).
         rng_seed: Seed of the IS permutation and KID subsets (torch-fidelity: 2020).
         device: Where the extractor runs and the states live.
     """
@@ -67,32 +71,39 @@ class MetricEvaluator:
         fid: bool = True,
         inception_score: bool = False,
         kid: bool = False,
+        prdc: bool = False,
         is_splits: int = 10,
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
+        prdc_k: int = 3,
         rng_seed: int = DEFAULT_RNG_SEED,
         device: torch.device | str = "cpu",
     ) -> None:
-        if not (fid or inception_score or kid):
-            raise ValueError("Nothing to compute: enable at least one of fid, inception_score, kid.")
+        if not (fid or inception_score or kid or prdc):
+            raise ValueError("Nothing to compute: enable at least one of fid, inception_score, kid, prdc.")
         self.extractor = extractor
         self.rng_seed = rng_seed
-        pool_dim, logits_dim = self._dims = _feature_dims(extractor)
+        pool_dim, logits_dim = self._dims = extractor.dims
         self.fid = StandardFID(pool_dim) if fid else None
         self.inception_score = StandardInceptionScore(logits_dim, splits=is_splits, seed=rng_seed) if inception_score else None
         self.kid = (
             StandardKID(pool_dim, subsets=kid_subsets, subset_size=kid_subset_size, seed=rng_seed) if kid else None
         )
+        self.prdc = PrecisionRecallDensityCoverage(pool_dim, k=prdc_k) if prdc else None
         self.device = torch.device("cpu")
         self.to(device)
 
     @property
     def needs_real(self) -> bool:
-        """Whether FID or KID (which compare with real images) is requested."""
-        return self.fid is not None or self.kid is not None
+        """Whether FID, KID or PRDC (which compare with real images) is requested."""
+        return self.fid is not None or self.kid is not None or self.prdc is not None
 
     def _metrics(self) -> list[Any]:
-        return [m for m in (self.fid, self.inception_score, self.kid) if m is not None]
+        return [m for m in (self.fid, self.inception_score, self.kid, self.prdc) if m is not None]
+
+    def _real_metrics(self) -> dict[str, Any]:
+        """The metrics with real-side state, by cache kind: FID sums, and the features KID and PRDC keep."""
+        return {kind: metric for kind, metric in (("fid", self.fid), ("kid", self.kid), ("prdc", self.prdc)) if metric is not None}
 
     def to(self, device: torch.device | str) -> MetricEvaluator:
         """Move the extractor and the states to ``device``."""
@@ -113,69 +124,55 @@ class MetricEvaluator:
         return features
 
     def update_real(self, images: Tensor) -> None:
-        """Add real images: uint8 (N, C, H, W), the data modules' format."""
-        if images.dtype != torch.uint8:
-            raise TypeError(
-                f"Real images must be uint8 (N, C, H, W) in [0, 255] as lightning-gen data loaders yield them, got "
-                f"{images.dtype}. Convert [0, 1] floats with (x * 255).round().to(torch.uint8)."
-            )
+        """Add real images: uint8 (N, C, H, W) as the data modules yield them, or float in [-1, 1] (e.g. a model's
+        samples used as the reference), quantized by rounding."""
         if not self.needs_real:
             return
         features = self._features(images)
-        if self.fid is not None:
-            self.fid.update(features.pool, real=True)
-        if self.kid is not None:
-            self.kid.update(features.pool, real=True)
+        for kind, metric in self._real_metrics().items():
+            metric.update(features.pool, real=True)
 
     def update_fake(self, images: Tensor) -> None:
         """Add generated images: float (N, C, H, W) in [-1, 1] (quantized here by rounding) or uint8."""
         features = self._features(images)
-        if self.fid is not None:
-            self.fid.update(features.pool, real=False)
         if self.inception_score is not None:
             self.inception_score.update(features.logits)
-        if self.kid is not None:
-            self.kid.update(features.pool, real=False)
+        for metric in (self.fid, self.kid, self.prdc):
+            if metric is not None:
+                metric.update(features.pool, real=False)
 
     def real_payloads(self) -> dict[str, dict[str, Any]]:
-        """Real statistics gathered from all processes, per kind (``"fid"``, ``"kid"``), for the cache.
+        """Real statistics gathered from all processes, per kind (``"fid"``, ``"kid"``, ``"prdc"``), for the cache.
 
         A collective under ``torch.distributed``: call it on every process.
         """
         payloads = {}
-        for kind, metric in (("fid", self.fid), ("kid", self.kid)):
-            if metric is not None:
-                with metric.sync_context():
-                    payloads[kind] = metric.real_state()
+        for kind, metric in self._real_metrics().items():
+            with metric.sync_context():
+                payloads[kind] = metric.real_state()
         return payloads
 
     def load_real_payloads(self, payloads: dict[str, dict[str, Any]]) -> None:
         """Install cached real statistics (in a distributed run: on one process only, the others keep zeros)."""
-        for kind, metric in (("fid", self.fid), ("kid", self.kid)):
-            if metric is not None:
-                metric.load_real_state(payloads[kind])
+        for kind, metric in self._real_metrics().items():
+            metric.load_real_state(payloads[kind])
 
     def reset_fake(self) -> None:
         """Forget the generated images (real statistics are kept)."""
         for metric in self._metrics():
             metric.reset()
 
-    def compute(
-        self,
-        *,
-        split: str | None = None,
-        real_fingerprint: str | None = None,
-        sample_seed: int | None = None,
-    ) -> MetricResult:
+    def compute(self, **context: Any) -> MetricResult:
         """Compute the requested metrics over everything added so far (on all processes: a collective).
 
         Args:
-            split: Where the real images came from, for the protocol.
-            real_fingerprint: Fingerprint of the real data, for the protocol.
-            sample_seed: Base seed of the generated samples, for the protocol.
+            **context: Protocol fields only the caller knows: ``split``, ``real_fingerprint``, ``sample_seed``,
+                ``real_sample_seed``, ``real_subset_seed``, ``fake_source``, ``real_decoding``, ``real_resize``,
+                ``notes`` (see :class:`~lightning_gen.metrics.protocol.Protocol`).
         """
         values: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        counts: dict[str, int | None] = {}
+        notes = list(context.pop("notes", None) or [])
         with warnings.catch_warnings():
             # A process that received no samples of its own is normal in a distributed run (the reduction brings
             # them); torchmetrics would warn about it.
@@ -191,22 +188,31 @@ class MetricEvaluator:
                 mean, std = self.kid.compute()
                 values["kid"], values["kid_std"] = float(mean), float(std)
                 counts["n_real"], counts["n_fake"] = self.kid.counts
+                if self.kid.note:
+                    notes.append(self.kid.note)
+            if self.prdc is not None:
+                values.update(self.prdc.compute())
+                counts["n_real"], counts["n_fake"] = self.prdc.counts
+        needs_real = self.needs_real
         protocol = Protocol(
             extractor=self.extractor.name,
             weights_sha256=self.extractor.fingerprint,
             standard=self.extractor.standard,
             resize=self.extractor.resize,
             n_real=counts.get("n_real"),
-            n_fake=counts["n_fake"],
-            split=split if self.needs_real else None,
+            n_fake=counts.get("n_fake"),
+            split=context.pop("split", None) if needs_real else None,
             is_splits=self.inception_score.splits if self.inception_score is not None else None,
             kid_subsets=self.kid.subsets if self.kid is not None else None,
-            kid_subset_size=self.kid.subset_size if self.kid is not None else None,
+            kid_subset_size=self.kid.subset_size_used if self.kid is not None else None,
             kid_kernel=_kid_kernel(self.kid) if self.kid is not None else None,
+            prdc_k=self.prdc.k if self.prdc is not None else None,
             rng_seed=self.rng_seed if (self.inception_score is not None or self.kid is not None) else None,
-            sample_seed=sample_seed,
-            real_fingerprint=real_fingerprint if self.needs_real else None,
-            versions=_versions(),
+            real_fingerprint=context.pop("real_fingerprint", None) if needs_real else None,
+            extractor_numerics=self.extractor.numerics(),
+            notes=notes,
+            versions=versions(),
+            **{key: value for key, value in context.items() if key not in ("split", "real_fingerprint")},
         )
         return MetricResult(protocol=protocol, **values)
 
@@ -216,21 +222,8 @@ def _kid_kernel(kid: StandardKID) -> str:
     return f"poly(degree={kid.degree}, gamma={gamma}, coef={kid.coef})"
 
 
-def _feature_dims(extractor: FeatureExtractor) -> tuple[int, int]:
-    if extractor.is_inception:
-        return _INCEPTION_DIMS
-    num_features = getattr(extractor.network, "num_features", None)
-    if isinstance(num_features, int):
-        return num_features, num_features
-    # Same convention as torchmetrics: without a `num_features` attribute, ask the module with one dummy image.
-    parameter = next(extractor.network.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    probe = torch.zeros(1, 3, 299, 299, dtype=torch.uint8, device=device)
-    dim = extractor(probe).pool.shape[1]
-    return dim, dim
-
-
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Versions of the packages whose code computes the numbers, for the protocol."""
     import torch_fidelity
     import torchmetrics
 
@@ -238,6 +231,7 @@ def _versions() -> dict[str, str]:
 
     return {
         "lightning-gen": getattr(lightning_gen, "__version__", "unknown"),
+        "torch": torch.__version__,
         "torch-fidelity": torch_fidelity.__version__,
         "torchmetrics": torchmetrics.__version__,
     }

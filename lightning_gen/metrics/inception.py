@@ -28,6 +28,8 @@ __all__ = [
     "INCEPTION_WEIGHTS_FILENAME",
     "INCEPTION_WEIGHTS_URL",
     "MissingInceptionWeightsError",
+    "MissingWeightsError",
+    "OFFICIAL_WEIGHTS_SHA256",
     "build_inception",
     "file_sha256",
     "hub_weights_path",
@@ -41,8 +43,12 @@ INCEPTION_WEIGHTS_URL: str = URL_INCEPTION_V3
 INCEPTION_WEIGHTS_FILENAME: str = INCEPTION_WEIGHTS_URL.rsplit("/", 1)[-1]
 #: Environment variable naming a local copy of the weights (the second place looked at).
 INCEPTION_WEIGHTS_ENV: str = "LIGHTNING_GEN_INCEPTION_WEIGHTS"
-#: The official file's sha256 starts with the hex digits in its name (torch.hub's release-file convention).
-OFFICIAL_WEIGHTS_SHA256_PREFIX: str = INCEPTION_WEIGHTS_FILENAME.rsplit("-", 1)[-1].split(".")[0]
+#: Full sha256 of the official file (95,628,359 bytes; the same bytes pytorch-fid releases as
+#: ``pt_inception-2015-12-05-6726825d.pth``). Only a file with exactly this hash gives numbers comparable with papers;
+#: torch.hub's file-name convention guarantees only the first 8 hex digits, which a different file can share.
+OFFICIAL_WEIGHTS_SHA256: str = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+# Kept for callers written against the prefix rule; deciding "official" needs the full hash above.
+OFFICIAL_WEIGHTS_SHA256_PREFIX: str = OFFICIAL_WEIGHTS_SHA256[:8]
 
 # The extractor name torch-fidelity registers this network under; recorded in every protocol.
 INCEPTION_NAME = "inception-v3-compat"
@@ -50,7 +56,11 @@ INCEPTION_NAME = "inception-v3-compat"
 INCEPTION_FEATURES = ("2048", "logits_unbiased")
 
 
-class MissingInceptionWeightsError(FileNotFoundError):
+class MissingWeightsError(FileNotFoundError):
+    """A feature extractor's weights are not on disk and could not be downloaded."""
+
+
+class MissingInceptionWeightsError(MissingWeightsError):
     """The FID Inception weights are not on disk and could not be downloaded."""
 
 

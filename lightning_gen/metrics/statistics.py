@@ -15,6 +15,7 @@ This module does not load images, run networks or cache anything.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -129,19 +130,46 @@ class StandardFID(FrechetInceptionDistance):
 
     def __init__(self, num_features: int, **kwargs: Any) -> None:
         super().__init__(feature=_Precomputed(num_features), reset_real_features=False, **kwargs)
-        self.counts = (0, 0)  # (n_real, n_fake) seen by the last compute
+        self.num_features = num_features
+        self.counts: tuple[int | None, int | None] = (0, 0)  # (n_real, n_fake) seen by the last compute
+        # Fixed (mu, sigma, n) per side, from a statistics file; such a side ignores the running sums.
+        self.fixed: dict[str, tuple[Tensor, Tensor, int | None]] = {}
+
+    def set_statistics(self, real: bool, mu: Tensor, sigma: Tensor, count: int | None = None) -> None:
+        """Use a given mean and covariance for one side (e.g. from a ``.npz`` statistics file) instead of sums.
+
+        Every process holds the same fixed statistics, so nothing about them is reduced.
+
+        Raises:
+            ValueError: The shapes do not match ``num_features``.
+        """
+        d = self.num_features
+        if tuple(mu.shape) != (d,) or tuple(sigma.shape) != (d, d):
+            raise ValueError(
+                f"Statistics of shape mu {tuple(mu.shape)}, sigma {tuple(sigma.shape)} do not fit the extractor's "
+                f"{d} features; they were computed with another feature extractor."
+            )
+        self.fixed["real" if real else "fake"] = (mu.double().cpu(), sigma.double().cpu(), count)
+
+    def statistics(self, real: bool) -> tuple[Tensor, Tensor, int | None]:
+        """Mean (d,), covariance (d, d) and count of one side, in float64 (inside ``compute``: over all processes)."""
+        side = "real" if real else "fake"
+        if side in self.fixed:
+            return self.fixed[side]
+        count = int(getattr(self, f"{side}_features_num_samples"))
+        mu, sigma = mean_and_covariance(getattr(self, f"{side}_features_sum"), getattr(self, f"{side}_features_cov_sum"), count)
+        return mu, sigma, count
 
     def compute(self) -> Tensor:
-        """FID between the accumulated real and generated features (float64 scalar tensor)."""
-        # Recorded for the protocol: inside compute the states are the ones reduced over all processes.
-        self.counts = (int(self.real_features_num_samples), int(self.fake_features_num_samples))
-        mu_real, sigma_real = mean_and_covariance(
-            self.real_features_sum, self.real_features_cov_sum, self.real_features_num_samples
+        """FID between the accumulated (or fixed) real and generated statistics (float64 scalar tensor)."""
+        # Counts recorded for the protocol: inside compute the states are the ones reduced over all processes.
+        mu_real, sigma_real, n_real = self.statistics(real=True)
+        mu_fake, sigma_fake, n_fake = self.statistics(real=False)
+        self.counts = (n_real, n_fake)
+        device = mu_real.device
+        return torch.tensor(
+            frechet_distance(mu_real, sigma_real, mu_fake.to(device), sigma_fake.to(device)), dtype=torch.float64
         )
-        mu_fake, sigma_fake = mean_and_covariance(
-            self.fake_features_sum, self.fake_features_cov_sum, self.fake_features_num_samples
-        )
-        return torch.tensor(frechet_distance(mu_real, sigma_real, mu_fake, sigma_fake), dtype=torch.float64)
 
     def real_state(self) -> dict[str, Any]:
         """The real-side sums (of this process; wrap in ``sync_context()`` for the global ones), on CPU."""
@@ -253,7 +281,8 @@ class StandardKID(_FeatureListMetric):
     Args:
         num_features: Feature dimension d.
         subsets: Number of subsets (torch-fidelity: 100).
-        subset_size: Samples per subset (torch-fidelity: 1000); both sides need at least this many.
+        subset_size: Samples per subset (torch-fidelity: 1000). With fewer samples on a side, the largest valid
+            subsets are used (with a warning; ``subset_size_used`` and ``note`` say so).
         degree, gamma, coef: Kernel ``(gamma * x.y + coef) ** degree``; ``gamma=None`` means ``1 / d``.
         seed: Seed of the subset draws (torch-fidelity: 2020).
         **kwargs: Passed to ``torchmetrics.Metric``.
@@ -288,6 +317,8 @@ class StandardKID(_FeatureListMetric):
         )
         self._feature_dims = {"real_features": num_features, "fake_features": num_features}
         self.counts = (0, 0)  # (n_real, n_fake) seen by the last compute
+        self.subset_size_used = subset_size  # what the last compute used (smaller when samples were fewer)
+        self.note: str | None = None  # why the last compute deviated from the requested settings
         self.add_state("real_features", [], dist_reduce_fx="cat")
         self.add_state("fake_features", [], dist_reduce_fx="cat")
 
@@ -299,17 +330,24 @@ class StandardKID(_FeatureListMetric):
         """Mean and population std of MMD^2 over the subsets (float64)."""
         fake, real = self._features("fake_features"), self._features("real_features")
         self.counts = (real.shape[0], fake.shape[0])  # for the protocol, over all processes
-        for side, features in (("generated", fake), ("real", real)):
-            if features.shape[0] < self.subset_size:
-                raise ValueError(
-                    f"KID subset_size={self.subset_size} exceeds the {features.shape[0]} {side} samples; lower "
-                    f"kid_subset_size (recorded in the protocol) or evaluate more samples."
-                )
+        smallest = min(real.shape[0], fake.shape[0])
+        if smallest < 2:
+            raise ValueError(f"KID needs at least 2 samples per side, got {real.shape[0]} real and {fake.shape[0]} generated.")
+        # KID must never block the other metrics: with fewer samples than subset_size, the largest valid subsets
+        # are used, and the note says so in the protocol.
+        subset_size = self.subset_size_used = min(self.subset_size, smallest)
+        self.note = None
+        if subset_size < self.subset_size:
+            self.note = (
+                f"KID subsets reduced from {self.subset_size} to {subset_size} samples: only {real.shape[0]} real and "
+                f"{fake.shape[0]} generated samples (values are not comparable with subset size {self.subset_size})."
+            )
+            warnings.warn(self.note, stacklevel=2)
         rng = np.random.RandomState(self.seed)
         values = []
         for _ in range(self.subsets):
-            fake_index = torch.from_numpy(rng.choice(fake.shape[0], self.subset_size, replace=False))
-            real_index = torch.from_numpy(rng.choice(real.shape[0], self.subset_size, replace=False))
+            fake_index = torch.from_numpy(rng.choice(fake.shape[0], subset_size, replace=False))
+            real_index = torch.from_numpy(rng.choice(real.shape[0], subset_size, replace=False))
             values.append(
                 poly_mmd(
                     fake[fake_index.to(fake.device)].double(),
