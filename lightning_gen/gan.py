@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from lightning_gen._base import GenerativeModule, eval_mode
 from lightning_gen._images import log_image_grid
+from lightning_gen.augment import LeCamRegularizer, build_augment, sum_across_processes
 from lightning_gen.ema import GeneratorEMA
 from lightning_gen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty, r1_penalty_from_logits
 from lightning_gen.networks.dcgan import DISCRIMINATOR_NORMS, DCGANDiscriminator, DCGANGenerator
@@ -82,6 +83,14 @@ class GANModule(GenerativeModule):
             keyword arguments (e.g. ``{"mode": "max-autotune"}``).
         channels_last: put the networks and batches in channels-last memory format (faster convolutions
             on tensor-core GPUs).
+        augment: differentiable augmentation of every image the discriminator sees, real and generated,
+            in both half-steps (and inside the gradient penalties): ``None``, ``"diffaugment"`` (DiffAugment,
+            policy ``"diffaugment:color,translation,cutout"``) or ``"ada"`` (adaptive, ``"ada:bgc"``); see
+            :mod:`lightning_gen.augment`. For a few hundred to a few thousand training images.
+        ada_target: ADA's target for the overfitting signal E[sign(D(real))].
+        ada_speed_images: images over which ADA's probability ``p`` can move from 0 to 1.
+        ada_interval: discriminator steps between ADA's adjustments of ``p``.
+        lecam_weight: weight of LeCam regularisation of the discriminator (0 disables it; 0.1-0.3 in the paper).
 
     Example:
         >>> import lightning as L
@@ -122,6 +131,11 @@ class GANModule(GenerativeModule):
         lr_scheduler_interval: str = "epoch",
         compile: bool | dict = False,
         channels_last: bool = False,
+        augment: str | None = None,
+        ada_target: float = 0.6,
+        ada_speed_images: int = 500_000,
+        ada_interval: int = 4,
+        lecam_weight: float = 0.0,
     ):
         super().__init__()
         self._check_choice("loss", loss, GAN_LOSSES)
@@ -139,7 +153,7 @@ class GANModule(GenerativeModule):
             raise ValueError(f"ema_decay must be in (0, 1) or None (no EMA), got {ema_decay!r}.")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0 = unconditional), got {num_classes!r}.")
-        for name, value in (("gp_weight", gp_weight), ("r1_weight", r1_weight)):
+        for name, value in (("gp_weight", gp_weight), ("r1_weight", r1_weight), ("lecam_weight", lecam_weight)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}.")
         self._check_common_args(on_nonfinite, gradient_clip_val, gradient_clip_algorithm, lr_scheduler_interval)
@@ -157,6 +171,9 @@ class GANModule(GenerativeModule):
         self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay is not None else None
         self._g_optimizer, self._d_optimizer = g_optimizer, d_optimizer
         self._g_lr_scheduler, self._d_lr_scheduler = g_lr_scheduler, d_lr_scheduler
+        # Submodules, so ADA's probability and LeCam's anchors are checkpointed with the weights.
+        self.augment = build_augment(augment, ada_target=ada_target, ada_speed_images=ada_speed_images, ada_interval=ada_interval)
+        self.lecam = LeCamRegularizer() if lecam_weight > 0 else None
         self.discriminator_step = 0  # discriminator updates done; the generator steps every n_critic-th
         self._last_g_loss: Tensor | None = None
 
@@ -200,6 +217,10 @@ class GANModule(GenerativeModule):
             }
             if self._last_g_loss is not None:
                 metrics["train/g_loss"] = self._last_g_loss
+            if self.augment is not None:
+                metrics["train/augment_p"] = self.augment.p
+            if self.lecam is not None:
+                metrics["train/lecam"] = self._last_lecam
             self.log_dict(metrics)
         self._log_progress_bar(d_loss)
 
@@ -214,27 +235,40 @@ class GANModule(GenerativeModule):
             real = real.detach().requires_grad_(True)
         # toggled_optimizer turns off requires_grad for the generator, so no graph is kept for it.
         with self.toggled_optimizer(opt_d):
-            real_logits = self._discriminate(real, labels, discriminator)
-            fake_logits = self._discriminate(fake, labels, discriminator)
+            real_seen, fake_seen = self._augmented(real), self._augmented(fake)  # what D sees
+            real_logits = self._discriminate(real_seen, labels, discriminator)
+            fake_logits = self._discriminate(fake_seen, labels, discriminator)
             loss = discriminator_loss(hp.loss, real_logits, fake_logits)
             if hp.loss == "wgan-gp" and hp.gp_weight:
                 critic = lambda x: self._discriminate(x, labels, discriminator)  # noqa: E731
-                loss = loss + hp.gp_weight * gradient_penalty(critic, real, fake, self._noise_generator())
+                loss = loss + hp.gp_weight * gradient_penalty(critic, real_seen, fake_seen, self._noise_generator())
             if hp.r1_weight:
+                # With respect to the un-augmented reals, through the augmentation (ADA's definition).
                 if r1_from_forward:
                     penalty = r1_penalty_from_logits(real_logits, real)
                 else:  # under autocast: a float32 forward of its own (see losses.py)
-                    penalty = r1_penalty(lambda x: self._discriminate(x, labels, discriminator), real)
+                    penalty = r1_penalty(lambda x: self._discriminate(self._augmented(x), labels, discriminator), real)
                 loss = loss + hp.r1_weight / 2 * penalty
+            if self.lecam is not None:
+                self.lecam.update(real_logits.detach(), fake_logits.detach(), reduce=sum_across_processes)
+                lecam = self.lecam(real_logits, fake_logits)
+                loss = loss + hp.lecam_weight * lecam
+                self._last_lecam = lecam.detach()
             if self._update(opt_d, loss, "discriminator"):
                 self.discriminator_step += 1
+        if self.augment is not None:  # every rank, every D step: ADA all-reduces its signal every ada_interval calls
+            self.augment.update(real_logits.detach(), reduce=sum_across_processes)
         return loss.detach(), real_logits.detach(), fake_logits.detach()
+
+    def _augmented(self, images: Tensor) -> Tensor:
+        # Drawn from the training noise RNG (seeded per epoch and rank), so a resumed run augments identically.
+        return images if self.augment is None else self.augment(images, self._noise_generator())
 
     def _generator_update(self, opt_g: Any, batch_size: int, labels: Tensor | None) -> Tensor:
         with self.toggled_optimizer(opt_g):
             fake = self._generate(self._network("generator"), self._noise(batch_size), labels)
             # The idle discriminator is called directly, not through its DDP wrapper: it gets no gradient here.
-            loss = generator_loss(self.hparams.loss, self._discriminate(fake, labels))
+            loss = generator_loss(self.hparams.loss, self._discriminate(self._augmented(fake), labels))
             stepped = self._update(opt_g, loss, "generator")
         if stepped:
             if self.generator_ema is not None:

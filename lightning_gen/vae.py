@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from lightning_gen._base import GenerativeModule, eval_mode, kl_warmup_factor
 from lightning_gen._images import log_image_grid
+from lightning_gen.augment import build_augment, sum_across_processes
 from lightning_gen.losses import GAN_LOSSES, discriminator_loss, generator_loss
 from lightning_gen.networks.conv_vae import ConvDecoder, ConvEncoder
 from lightning_gen.networks.dcgan import DCGANDiscriminator
@@ -69,6 +70,12 @@ class VAE(GenerativeModule):
         lr_scheduler_interval: ``"epoch"`` or ``"step"`` (one step per VAE update, for both schedulers).
         compile: compile the networks in place with ``nn.Module.compile()`` (a dict passes keyword arguments).
         channels_last: channels-last memory format for the networks and batches.
+        augment: differentiable augmentation of what the VAE-GAN's discriminator sees (data and
+            reconstructions, and the reconstructions in the adversarial term; never the likelihood term):
+            ``None``, ``"diffaugment[:ops]"`` or ``"ada[:groups]"``, as in ``GANModule``.
+        ada_target: ADA's target for E[sign(D(real))].
+        ada_speed_images: images over which ADA's ``p`` can move from 0 to 1.
+        ada_interval: discriminator steps between ADA's adjustments.
 
     Example:
         >>> from lightning_gen import VAE
@@ -104,6 +111,10 @@ class VAE(GenerativeModule):
         lr_scheduler_interval: str = "epoch",
         compile: bool | dict = False,
         channels_last: bool = False,
+        augment: str | None = None,
+        ada_target: float = 0.6,
+        ada_speed_images: int = 500_000,
+        ada_interval: int = 4,
     ):
         super().__init__()
         self._check_choice("likelihood", likelihood, LIKELIHOODS)
@@ -123,6 +134,9 @@ class VAE(GenerativeModule):
         self.encoder = ConvEncoder(image_size, channels, latent_dim, width)
         self.decoder = ConvDecoder(image_size, channels, latent_dim, width)
         self.discriminator = DCGANDiscriminator(image_size, channels, width) if adversarial_weight > 0 else None
+        if augment is not None and self.discriminator is None:
+            raise ValueError(f"augment={augment!r} acts on the discriminator's inputs; set adversarial_weight > 0 (VAE-GAN) to use it.")
+        self.augment = build_augment(augment, ada_target=ada_target, ada_speed_images=ada_speed_images, ada_interval=ada_interval)
         grid_rng = torch.Generator().manual_seed(0)
         self.register_buffer("fixed_noise", torch.randn(num_sample_images, latent_dim, generator=grid_rng))
         self._val_images: Tensor | None = None
@@ -199,8 +213,12 @@ class VAE(GenerativeModule):
             with torch.no_grad():
                 recon = self.forward(images)
             with self.toggled_optimizer(opt_d):
-                d_loss = discriminator_loss(hp.adversarial_loss, discriminator(images), discriminator(recon))
+                real_logits = discriminator(self._augmented(images))
+                d_loss = discriminator_loss(hp.adversarial_loss, real_logits, discriminator(self._augmented(recon)))
                 self._update(opt_d, d_loss, "discriminator")
+            if self.augment is not None:
+                self.augment.update(real_logits.detach().flatten(), reduce=sum_across_processes)
+                metrics["train/augment_p"] = self.augment.p
             metrics["train/d_loss"] = d_loss.detach()
 
         with self.toggled_optimizer(opt_vae):
@@ -209,7 +227,7 @@ class VAE(GenerativeModule):
             loss = terms["nll"] + beta_t * terms["kl"]
             if self.discriminator is not None:
                 # The idle discriminator is called directly, not through its DDP wrapper.
-                adversarial = generator_loss(hp.adversarial_loss, self.discriminator(terms["reconstruction"]))
+                adversarial = generator_loss(hp.adversarial_loss, self.discriminator(self._augmented(terms["reconstruction"])))
                 loss = loss + hp.adversarial_weight * adversarial
                 metrics["train/g_loss"] = adversarial.detach()
             if self._update(opt_vae, loss, "VAE"):
@@ -228,6 +246,9 @@ class VAE(GenerativeModule):
             )
             self.log_dict(metrics)
         self._log_progress_bar(loss.detach())
+
+    def _augmented(self, images: Tensor) -> Tensor:
+        return images if self.augment is None else self.augment(images, self._noise_generator())
 
     def on_validation_epoch_start(self) -> None:
         # The same reparameterization noise every validation run: val/elbo is comparable across epochs,

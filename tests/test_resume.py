@@ -19,14 +19,21 @@ def _fit(tmp_path, make_model, max_epochs, ckpt_path=None, **kwargs):
     return model, t
 
 
+def _with_confident_discriminator(model):
+    """Start D calling everything real, so ADA's p rises from the first steps and its restoration is tested."""
+    model.discriminator.head.bias.data.fill_(10.0)
+    return model
+
+
 @pytest.mark.parametrize(
     "make_model, precision",
     [
         (lambda: GANModule(image_size=16, latent_dim=8, width=8, n_critic=2, ema_decay=0.9), "32"),
         (lambda: GANModule(image_size=16, latent_dim=8, width=8, loss="wgan-gp"), "16-mixed"),
         (lambda: VAE(image_size=16, latent_dim=4, width=8, adversarial_weight=0.1), "32"),
+        (lambda: _with_confident_discriminator(GANModule(image_size=16, latent_dim=8, width=8, augment="ada", ada_speed_images=500, ada_interval=1, lecam_weight=0.1, r1_weight=1.0)), "32"),
     ],
-    ids=["gan-ema-ncritic2", "gan-wgan-gp-fp16", "vae-gan"],
+    ids=["gan-ema-ncritic2", "gan-wgan-gp-fp16", "vae-gan", "gan-ada-lecam-r1"],
 )
 def test_resume_matches_uninterrupted_run(tmp_path, make_model, precision):
     # A fresh plugin (and GradScaler) per run: the resumed run must get its scaler state from the checkpoint.
@@ -42,9 +49,12 @@ def test_resume_matches_uninterrupted_run(tmp_path, make_model, precision):
     full_state, resumed_state = full.state_dict(), resumed.state_dict()
     assert full_state.keys() == resumed_state.keys()
     for name in full_state:
-        assert torch.equal(full_state[name], resumed_state[name]), name  # includes EMA weights and BN statistics
+        # includes EMA weights, BN statistics, ADA's p and LeCam's anchors
+        assert torch.equal(full_state[name], resumed_state[name]), name
     for full_opt, resumed_opt in zip(full_trainer.optimizers, resumed_trainer.optimizers):
         for a, b in zip(full_opt.state_dict()["state"].values(), resumed_opt.state_dict()["state"].values()):
             assert all(torch.equal(a[k], b[k]) for k in a)
+    if getattr(full, "augment", None) is not None:
+        assert full.augment.p.item() > 0  # ADA moved p, so its exact restoration is tested
     if precision == "16-mixed":
         assert full_trainer.precision_plugin.scaler.get_scale() == resumed_trainer.precision_plugin.scaler.get_scale()

@@ -255,3 +255,39 @@ def test_compiled_training_keeps_checkpoints_and_hub_folders_plain(tmp_path):
     # A network compiled by hand with torch.compile() is unwrapped, so its keys stay plain too.
     g = torch.compile(GANModule(**TINY).generator, backend="eager")
     assert not any("_orig_mod" in k for k in GANModule(**TINY, generator=g).state_dict())
+
+
+def confident_discriminator() -> torch.nn.Module:
+    """A discriminator that calls everything real (logit ~10) for a while: ADA's signal is then 1, so p rises."""
+    d = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 1))
+    torch.nn.init.zeros_(d[1].weight)
+    torch.nn.init.constant_(d[1].bias, 10.0)
+    return d
+
+
+def test_augmentation_reaches_both_half_steps_and_logs_p(tmp_path):
+    seen = []
+    model = GANModule(**TINY, augment="ada", ada_speed_images=100, ada_interval=1, discriminator=confident_discriminator())
+    model.discriminator.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    real = []
+    loader = image_loader(n=32)
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            real.append(batch[0].clone())
+
+    t = trainer(tmp_path, max_epochs=2, log_every_n_steps=1, callbacks=[Spy()])
+    t.fit(model, loader)
+    p = t.callback_metrics["train/augment_p"].item()
+    assert 0.0 < p <= 1.0 and p == model.augment.p.item()  # ADA moved p, and the log shows it
+    lecam = trainer(tmp_path, max_epochs=1, log_every_n_steps=1)
+    lecam.fit(GANModule(**TINY, augment="diffaugment", lecam_weight=0.1), image_loader(n=16))
+    assert lecam.callback_metrics["train/lecam"].item() >= 0
+    # Once p > 0, what D sees on the real side is not the batch itself.
+    assert not torch.equal(seen[-3], real[-1])
+    with pytest.raises(ValueError, match="adversarial_weight > 0"):
+        VAE(**TINY, augment="diffaugment")
+    vae = VAE(**TINY, adversarial_weight=0.1, augment="ada", ada_speed_images=100, ada_interval=1)
+    vae.discriminator.head.bias.data.fill_(10.0)  # calls everything real at first: p must rise
+    trainer(tmp_path, max_epochs=1).fit(vae, image_loader(n=16))
+    assert vae.augment.p.item() > 0
