@@ -1,27 +1,51 @@
-"""``lightning-gen sweep``: grid expansion, resume, failure isolation, output files and evaluation-only runs.
+"""``lightning-gen sweep`` on Optuna: grid and search parsing, grid expansion into trials, trials that train, fail,
+get pruned, die and are retried, workers sharing one journal file or SQLite database, the report, version changes.
 
-Runs are tiny (16 px, width 8, four generator steps) and scored with a small fixed random convolution instead of
-Inception: everything the sweep does besides running the extractor is independent of which one it is.
+Runs are tiny (16 px, width 8, a few generator steps) and scored with a small fixed random convolution instead of
+Inception: everything the sweep does besides running the extractor is independent of which one it is. The data
+module runs without loader workers here: these tests are about the sweep, and each worker process costs seconds.
+Multi-process tests are few: two workers on a journal file and on SQLite, a killed worker, trial processes.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
+import optuna
 import pytest
 import torch
 import yaml
+from optuna.trial import TrialState
 from PIL import Image
 from torch import nn
 
-from lightning_gen import sweep
-from lightning_gen.sweep import SweepSettings, expand_runs, parse_grid, run_name, run_sweep
+import lightning_gen.sweep.study as sweep_study
+from lightning_gen.cli import run_lightning_cli
+from lightning_gen.cli.sweep import main as sweep_main
+from lightning_gen.sweep import (
+    SweepSettings,
+    SweepSpec,
+    create_or_join,
+    enqueue_reruns,
+    enqueue_retries,
+    in_process_executor,
+    open_sweep,
+    parse_grid,
+    parse_search,
+    run_worker,
+    stale_trials,
+    write_report,
+)
+from lightning_gen.sweep.trial import run_dir_name
 
 STEPS, EVAL_EVERY = 4, 2
+TESTS = str(Path(__file__).parent)
 
 
 class TinyFeatures(nn.Module):
@@ -52,21 +76,29 @@ class PoisonDiscriminator(pl.Callback):
                     parameter.fill_(float("nan"))
 
 
-class SimulatedKill(BaseException):
-    """Stands in for the process being killed: not an Exception, so the sweep does not record it as a failure."""
+class LogScore(pl.Callback):
+    """Logs a constant ``val/score`` after every batch: an objective whose ranking a test knows in advance."""
+
+    def __init__(self, score: float) -> None:
+        self.score = score
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        pl_module.log("val/score", self.score)
 
 
-class InterruptOnce(pl.Callback):
-    """Stops training at ``at_step`` the first time (a marker file remembers that it happened)."""
+class DieOnce(pl.Callback):
+    """Ends the whole process abruptly at ``at_step`` the first time (a marker file remembers that it happened):
+    ``signal`` 9 stands for a worker killed by the OOM killer or a pre-empted node, ``exit_code`` for a crash."""
 
-    def __init__(self, marker: str, at_step: int = 3) -> None:
-        self.marker = Path(marker)
-        self.at_step = at_step
+    def __init__(self, marker: str, at_step: int = 3, kill: bool = True) -> None:
+        self.marker, self.at_step, self.kill = Path(marker), at_step, kill
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if pl_module.generator_step == self.at_step and not self.marker.exists():
             self.marker.touch()
-            raise SimulatedKill(f"killed at generator step {self.at_step}")
+            if self.kill:
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(3)
 
 
 def write_config(
@@ -90,108 +122,105 @@ def write_config(
 
 def tiny_settings(cache_dir: Path, **changes) -> SweepSettings:
     options = dict(
-        generator_steps=STEPS,
-        eval_every=EVAL_EVERY,
-        num_samples=20,
-        num_real=20,
-        kid_subset_size=10,
-        is_splits=2,
-        kid_subsets=5,
-        cache_dir=str(cache_dir),
-        accelerator="cpu",
-    )
+        generator_steps=STEPS, eval_every=EVAL_EVERY, num_samples=20, num_real=20, kid_subset_size=10, is_splits=2,
+        kid_subsets=5, cache_dir=str(cache_dir), accelerator="cpu", feature_extractor="test_sweep:TinyFeatures",
+    )  # fmt: skip
     return SweepSettings(**{**options, **changes})
 
 
-# ------------------------------------------------------------------------------------------------ grid expansion
+TINY_ARGS = [
+    "--num-samples", "20", "--num-real", "20", "--kid-subset-size", "10", "--is-splits", "2", "--kid-subsets", "5",
+    "--feature-extractor", "test_sweep:TinyFeatures", "--accelerator", "cpu", "--no-plots",
+]  # fmt: skip
+
+
+def subprocess_env(tmp_path: Path) -> dict[str, str]:
+    """Child processes import this module (its callbacks and TinyFeatures) and share one thread each."""
+    return {
+        **os.environ, "PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1",
+        "LIGHTNING_GEN_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore",
+    }  # fmt: skip
+
+
+def run_in_process(sweep, runs_dir: Path) -> list[int]:
+    return run_worker(sweep, in_process_executor(runs_dir, run_lightning_cli))
+
+
+# ------------------------------------------------------------------------------------------------ parsing
 
 
 def test_parse_grid_expands_short_keys_and_keeps_bracketed_values():
-    grid = parse_grid(
-        [
-            "model.loss=bce,hinge",
-            "data.image_size=16",
-            "model.init_args.betas_g=[0.5,0.9],[0.0,0.99]",
-            "trainer.precision=32-true",
-        ]
-    )
+    grid = parse_grid(["model.loss=bce,hinge", "data.image_size=16", "model.init_args.betas_g=[0.5,0.9],[0.0,0.99]"])
     assert grid == {
         "model.init_args.loss": ["bce", "hinge"],
         "data.init_args.image_size": ["16"],
         "model.init_args.betas_g": ["[0.5,0.9]", "[0.0,0.99]"],
-        "trainer.precision": ["32-true"],
     }
 
 
 @pytest.mark.parametrize(
-    "entry, message",
+    "parse, entry, message",
     [
-        ("model.loss", "has no '='"),
-        ("model.loss=bce,,hinge", "empty value"),
-        ("seed_everything=0,1", "--seeds"),
-        ("model..loss=bce", "not a dotted config key"),
+        (parse_grid, "model.loss", "has no '='"),
+        (parse_grid, "model.loss=bce,,hinge", "empty value"),
+        (parse_grid, "seed_everything=0,1", "--seeds"),
+        (parse_search, "model.lr_g=1e-3:1e-4", "must be below HIGH"),
+        (parse_search, "model.lr_g=0:1:log", "needs LOW > 0"),
+        (parse_search, "model.lr_g=1e-4:1e-3:ln", "may only be 'log'"),
+        (parse_search, "model.loss=bce", "neither a range"),
     ],
 )
-def test_parse_grid_rejects_bad_entries_with_the_fix(entry, message):
+def test_parsers_reject_bad_entries_with_the_fix(parse, entry, message):
     with pytest.raises(ValueError, match=message):
-        parse_grid([entry])
+        parse([entry])
 
 
-def test_parse_grid_rejects_a_key_given_twice_in_short_and_long_form():
-    with pytest.raises(ValueError, match="given twice"):
-        parse_grid(["model.loss=bce", "model.init_args.loss=hinge"])
+def test_parse_search_makes_float_int_log_and_categorical_dimensions():
+    space = parse_search(["model.lr_g=1e-4:1e-3:log", "model.n_critic=1:5", "model.loss=bce,hinge"])
+    assert space["model.init_args.lr_g"] == optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True)
+    assert space["model.init_args.n_critic"] == optuna.distributions.IntDistribution(1, 5)
+    assert space["model.init_args.loss"] == optuna.distributions.CategoricalDistribution(["bce", "hinge"])
 
 
-def test_expand_runs_crosses_configs_grid_and_seeds_and_applies_keys_where_they_fit(tmp_path):
+# ------------------------------------------------------------------------------------------ grid into trials
+
+
+def test_a_grid_becomes_one_waiting_trial_per_configuration_and_seed(tmp_path):
     gan, vae = write_config(tmp_path / "gan.yaml"), write_config(tmp_path / "vae.yaml", model="lightning_gen.VAE")
-    grid = parse_grid(["model.loss=bce,hinge", "model.n_critic=1,2", "model.width=8", "model.kl_warmup_steps=5"])
-    runs = expand_runs([gan, vae], grid, seeds=[0, 1])
-    gan_runs = [r for r in runs if r.label == "gan"]
-    vae_runs = [r for r in runs if r.label == "vae"]
-    assert len(gan_runs) == 2 * 2 * 2 and len(vae_runs) == 2  # the VAE takes neither loss nor n_critic
-    assert [r.settings_text for r in gan_runs[::2]] == [
-        "loss=bce, n_critic=1",
-        "loss=bce, n_critic=2",
-        "loss=hinge, n_critic=1",
-        "loss=hinge, n_critic=2",
-    ]
-    assert [r.seed for r in gan_runs[:2]] == [0, 1]
-    assert vae_runs[0].settings_text == "-"  # width and kl_warmup_steps have one value: fixed, not "changed"
-    assert ("model.init_args.kl_warmup_steps", "5") in vae_runs[0].overrides
-    assert all(key != "model.init_args.kl_warmup_steps" for key, _ in gan_runs[0].overrides)
-    assert gan_runs[-1].cli_args() == [
-        "--config", gan, "--model.init_args.loss=hinge", "--model.init_args.n_critic=2", "--model.init_args.width=8",
-        "--seed_everything=1",
-    ]  # fmt: skip
+    spec = SweepSpec(
+        configs=(gan, vae), settings=tiny_settings(tmp_path), seeds=(0, 1),
+        grid=parse_grid(["model.loss=bce,hinge", "model.n_critic=1,2", "model.kl_warmup_steps=5"]),
+    )  # fmt: skip
+    assert [c.describe(spec.varied) for c in spec.configurations()] == [
+        "loss=bce, n_critic=1", "loss=bce, n_critic=2", "loss=hinge, n_critic=1", "loss=hinge, n_critic=2", "-",
+    ]  # the VAE takes neither loss nor n_critic; kl_warmup_steps has one value: fixed, not "changed"  # fmt: skip
+    sweep = create_or_join(spec, str(tmp_path / "study.journal"))
+    waiting = sweep.trials([TrialState.WAITING])
+    assert len(waiting) == 5 * 2
+    assert isinstance(sweep.study.sampler, optuna.samplers.GridSampler)
+    assert isinstance(sweep.study.pruner, optuna.pruners.NopPruner)  # a grid wants its whole table
+    fixed = [(t.system_attrs["fixed_params"], t.user_attrs["seed"]) for t in waiting]
+    first = {"config": "gan", "loss": "bce", "n_critic": "1"}
+    assert fixed[:2] == [(first, 0), (first, 1)]  # seeds are repeats of each configuration
+    assert fixed[-1] == ({"config": "vae", "kl_warmup_steps": "5"}, 1)
+    # Joining again with the same command adds nothing; a different sweep on the same storage is refused.
+    assert len(create_or_join(spec, str(tmp_path / "study.journal")).trials()) == 10
+    other = SweepSpec(configs=(gan,), settings=tiny_settings(tmp_path), grid=parse_grid(["model.loss=bce,hinge"]))
+    with pytest.raises(ValueError, match="holds a different sweep.*another --out or --study-name"):
+        create_or_join(other, str(tmp_path / "study.journal"))
 
 
-def test_expand_runs_names_a_key_that_no_config_takes(tmp_path):
+def test_keys_no_config_takes_and_misused_options_are_refused(tmp_path):
     gan = write_config(tmp_path / "gan.yaml")
     with pytest.raises(ValueError, match=r"model.init_args.n_critc.*GANModule"):
-        expand_runs([gan], parse_grid(["model.n_critc=1,2"]))
-    with pytest.raises(FileNotFoundError, match="missing.yaml"):
-        expand_runs([str(tmp_path / "missing.yaml")])
-
-
-def test_run_names_are_stable_and_change_with_anything_that_changes_the_result(tmp_path):
-    gan = write_config(tmp_path / "gan.yaml")
-    spec = expand_runs([gan], parse_grid(["model.loss=bce,hinge"]), seeds=[3])[1]
-    settings, extractor = tiny_settings(tmp_path), {"name": "x", "sha256": "ab"}
-    name = run_name(spec, settings, extractor)
-    assert name.startswith("gan_loss=hinge_seed3-") and name == run_name(spec, settings, extractor)
-    assert run_name(spec, tiny_settings(tmp_path, num_samples=30), extractor) != name
-    assert run_name(spec, settings, {"name": "x", "sha256": "cd"}) != name
-    write_config(tmp_path / "gan.yaml", width=16)  # same path, new content
-    assert run_name(spec, settings, extractor) != name
-
-
-def test_settings_need_exactly_one_budget():
+        SweepSpec(configs=(gan,), settings=tiny_settings(tmp_path), grid=parse_grid(["model.n_critc=1,2"]))
+    with pytest.raises(ValueError, match="--trials N"):
+        SweepSpec(configs=(gan,), settings=tiny_settings(tmp_path), search=parse_search(["model.lr_g=1e-4:1e-3"]))
+    with pytest.raises(ValueError, match="cannot also cross grid values"):
+        SweepSpec(configs=(gan,), settings=tiny_settings(tmp_path), grid=parse_grid(["model.loss=bce,hinge"]),
+                  search=parse_search(["model.lr_g=1e-4:1e-3"]), trials=2)  # fmt: skip
     with pytest.raises(ValueError, match="exactly one shared budget"):
         SweepSettings()
-    with pytest.raises(ValueError, match="exactly one shared budget"):
-        SweepSettings(generator_steps=10, epochs=1)
-    with pytest.raises(ValueError, match="eval_every"):
-        SweepSettings(epochs=1, eval_every=0)
 
 
 # ------------------------------------------------------------------------------- one sweep, looked at several ways
@@ -199,257 +228,251 @@ def test_settings_need_exactly_one_budget():
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """A sweep of a GAN (n_critic 1 and 2), a VAE and a GAN whose weights turn NaN, with its report."""
+    """A grid of a GAN (n_critic 1 and 2) and a GAN whose weights turn NaN, run in this process, with its report."""
     root = tmp_path_factory.mktemp("sweep")
-    gan, vae = write_config(root / "gan.yaml"), write_config(root / "vae.yaml", model="lightning_gen.VAE")
+    sys.path.insert(0, TESTS)
+    gan = write_config(root / "gan.yaml")
     nan = write_config(root / "nan.yaml", callbacks=[{"class_path": "test_sweep.PoisonDiscriminator"}])
-    runs = expand_runs([gan, vae], parse_grid(["model.n_critic=1,2"])) + expand_runs([nan])
-    settings = tiny_settings(root / "cache")
-    results = run_sweep(runs, settings, root / "runs", feature_extractor=TinyFeatures(), progress=False)
-    paths = sweep.write_report(results, root / "out", settings, command="lightning-gen sweep ...")
-    return {
-        "root": root,
-        "runs": runs,
-        "settings": settings,
-        "results": results,
-        "paths": paths,
-        "configs": (gan, vae, nan),
-    }
+    spec = SweepSpec(
+        configs=(gan, nan), settings=tiny_settings(root / "cache"), grid=parse_grid(["model.n_critic=1,2"])
+    )
+    sweep = create_or_join(spec, str(root / "study.journal"))
+    ran = run_in_process(sweep, root / "runs")
+    paths = write_report(sweep, root / "out", command="lightning-gen sweep ...")
+    return {"root": root, "sweep": sweep, "ran": ran, "paths": paths, "trials": sweep.study.get_trials()}
 
 
-def test_every_run_is_evaluated_at_the_same_generator_steps(swept):
-    finished = [r for r in swept["results"] if r.status == "finished"]
-    assert [r.spec.label for r in finished] == ["gan", "gan", "vae"]
-    for result in finished:
-        assert [e["generator_step"] for e in result.evaluations] == [2, 4]
-        assert all(torch.isfinite(torch.tensor([e["fid"], e["is"], e["kid"]])).all() for e in result.evaluations)
-        assert result.evaluations[0]["protocol"]["extractor"] == "custom:TinyFeatures"
-        assert result.info["generator_steps"] == STEPS and result.info["parameters"] > 0
+def test_every_trial_runs_once_and_is_evaluated_at_the_same_generator_steps(swept):
+    trials = swept["trials"]
+    assert swept["ran"] == [0, 1, 2, 3] and len(trials) == 4
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
+    for trial in trials[:2]:
+        evaluations = trial.user_attrs["evaluations"]
+        assert [e["generator_step"] for e in evaluations] == [2, 4]
+        assert trial.intermediate_values == {2: evaluations[0]["fid"], 4: evaluations[1]["fid"]}
+        assert trial.value == evaluations[-1]["fid"] and all(e["kid"] is not None for e in evaluations)
+        assert trial.user_attrs["library_version"] == sweep_study.current_version()
+        assert "n_critic: " + trial.params["n_critic"] in trial.user_attrs["config"]  # the resolved config
+        assert trial.user_attrs["generator_steps"] == STEPS and trial.user_attrs["parameters"] > 0
 
 
 def test_budget_counts_generator_steps_not_optimizer_steps(swept):
-    n_critic_2 = next(r for r in swept["results"] if r.spec.settings_text == "n_critic=2")
-    # Each batch is two discriminator steps and one generator step: global_step runs three times faster.
-    assert [e["global_step"] for e in n_critic_2.evaluations] == [6, 12]
+    evaluations = swept["trials"][1].user_attrs["evaluations"]  # n_critic=2
+    assert [e["global_step"] for e in evaluations] == [6, 12]  # two discriminator and one generator step per batch
 
 
-def test_a_failing_run_is_recorded_with_its_error_and_the_others_complete(swept):
-    failed = [r for r in swept["results"] if r.status == "failed"]
-    assert [r.spec.label for r in failed] == ["nan"]
-    assert failed[0].error.startswith("FloatingPointError") and "non-finite" in failed[0].error
-    run_dir = swept["root"] / "runs" / failed[0].name
-    assert "FloatingPointError" in (run_dir / "error.txt").read_text()
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+def test_a_failing_trial_is_recorded_with_its_error_and_the_others_complete(swept):
+    failed = swept["trials"][2]
+    assert failed.user_attrs["error"].startswith("FloatingPointError") and "non-finite" in failed.user_attrs["error"]
+    assert "FloatingPointError" in (Path(failed.user_attrs["run_dir"]) / "error.txt").read_text()
 
 
-def test_each_run_keeps_its_checkpoint_and_sample_grid(swept):
-    for result in swept["results"]:
-        run_dir = swept["root"] / "runs" / result.name
-        if result.status == "finished":
-            checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-            assert checkpoint["lightning_gen"]["generator_step"] == STEPS
-            with Image.open(run_dir / "samples.png") as grid:
-                assert grid.size == (8 * 18 + 2, 8 * 18 + 2)  # 64 images of 16 px with 2 px padding
+def test_each_trial_keeps_its_checkpoint_and_sample_grid(swept):
+    run_dir = Path(swept["trials"][0].user_attrs["run_dir"])
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["lightning_gen"]["generator_step"] == STEPS
+    with Image.open(run_dir / "samples.png") as grid:
+        assert grid.size == (8 * 18 + 2, 8 * 18 + 2)  # 64 images of 16 px with 2 px padding
 
 
-def test_results_csv_has_one_row_per_run_and_evaluation_point(swept):
+def test_report_files_tabulate_trials_and_configurations(swept):
     with open(swept["paths"]["csv"]) as handle:
-        reader = csv.DictReader(handle)
-        rows = list(reader)
-    assert tuple(reader.fieldnames) == sweep.RESULT_COLUMNS
-    assert len(rows) == 3 * 2 + 1  # three finished runs at two points, one failed run without any
-    failed_row = next(row for row in rows if row["status"] == "failed")
-    assert failed_row["fid"] == "" and failed_row["error"].startswith("FloatingPointError")
-    first = rows[0]
-    assert first["generator_step"] == "2" and float(first["fid"]) > 0 and float(first["images_per_second"]) > 0
-
-
-def test_results_md_tabulates_every_run_and_states_the_protocol(swept):
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 2 + 2  # two trials at two points, two failed ones without any
+    assert rows[0]["generator_step"] == "2" and float(rows[0]["fid"]) > 0 and float(rows[0]["images_per_second"]) > 0
+    assert rows[-1]["state"] == "fail" and rows[-1]["error"].startswith("FloatingPointError")
     text = swept["paths"]["md"].read_text()
-    table = [line for line in text.splitlines() if line.startswith("| `")]
-    assert len(table) == len(swept["runs"])
-    assert "| gan | n_critic=2 | 0 | finished |" in text
-    assert "not comparable with published FIDs" in text and "custom:TinyFeatures" in text
-    assert "## Failed runs" in text and "FloatingPointError" in text
-    best_step, best = swept["results"][0].best_fid
-    assert f"{best:.2f} ({best_step})" in table[0]
-
-
-def test_plots_are_valid_pngs(swept):
+    assert "| 1 | gan | n_critic=2 | - | complete |" in text
+    assert "## Configurations, best first" in text and "## Failed trials" in text
     for key in ("fid_vs_steps", "best_fid"):
         with Image.open(swept["paths"][key]) as image:
             image.verify()
             assert image.format == "PNG" and min(image.size) > 100
 
 
-def test_rerun_skips_finished_and_failed_runs_unless_asked(swept):
-    before = {r.name: r.info["sessions"] for r in swept["results"]}
-    again = run_sweep(
-        swept["runs"], swept["settings"], swept["root"] / "runs", feature_extractor=TinyFeatures(), progress=False
-    )
-    assert {r.name: r.info["sessions"] for r in again} == before
-    assert [r.evaluations for r in again] == [r.evaluations for r in swept["results"]]
-    retried = run_sweep(
-        swept["runs"][-1:],
-        swept["settings"],
-        swept["root"] / "runs",
-        feature_extractor=TinyFeatures(),
-        progress=False,
-        retry_failed=True,
-    )
-    assert retried[0].status == "failed" and retried[0].info["sessions"] == 2
-
-
-def test_eval_only_scores_a_checkpoint_like_the_training_run_did(swept, tmp_path):
-    trained = swept["results"][0]
-    checkpoint = swept["root"] / "runs" / trained.name / "checkpoints" / "last.ckpt"
-    gan_config = swept["configs"][0]
-    results = sweep.evaluate_sources(
-        [str(checkpoint)], gan_config, swept["settings"], tmp_path, feature_extractor=TinyFeatures(), progress=False
-    )
-    assert results[0].status == "finished", results[0].error
-    assert results[0].spec.label == trained.name  # runs/<name>/checkpoints/last.ckpt is named after its run
-    (evaluation,) = results[0].evaluations
-    final = trained.evaluations[-1]
-    # Same weights, same latents, same real statistics, same extractor: the same numbers.
-    assert evaluation["generator_step"] == STEPS
-    assert evaluation["fid"] == pytest.approx(final["fid"], rel=1e-6)
-    assert evaluation["kid"] == pytest.approx(final["kid"], rel=1e-6)
-
-
-def test_cli_report_only_and_dry_run_reuse_the_run_folders(swept, tmp_path, capsys):
-    gan, vae, _ = swept["configs"]
-    argv = [
-        "--config", gan, "--config", vae, "--grid", "model.n_critic=1,2", "--generator-steps", str(STEPS),
-        "--eval-every", str(EVAL_EVERY), "--num-samples", "20", "--num-real", "20", "--kid-subset-size", "10",
-        "--is-splits", "2", "--kid-subsets", "5", "--feature-extractor", "test_sweep:TinyFeatures",
-        "--runs-dir", str(swept["root"] / "runs"), "--out", str(tmp_path / "report"), "--no-progress",
+def test_a_version_change_is_reported_and_rerun_stale_enqueues_each_once(swept, monkeypatch):
+    sweep = swept["sweep"]
+    assert stale_trials(sweep) == []
+    monkeypatch.setattr(sweep_study, "current_version", lambda: "9.9.9")
+    assert [t.number for t in stale_trials(sweep)] == [0, 1]  # failed trials are not "finished by" a version
+    text = write_report(sweep, swept["root"] / "stale", plots=False)["md"].read_text()
+    assert "(stale)" in text and "--rerun-stale" in text and "not 9.9.9" in text
+    assert enqueue_reruns(sweep) == [0, 1] and enqueue_reruns(sweep) == []
+    reruns = sweep.trials([TrialState.WAITING])
+    assert [(t.user_attrs["rerun_of"], t.system_attrs["fixed_params"]) for t in reruns] == [
+        (0, swept["trials"][0].params), (1, swept["trials"][1].params),
     ]  # fmt: skip
-    assert sweep.main([*argv, "--dry-run"]) == 0
-    listed = capsys.readouterr().out.splitlines()
-    assert len(listed) == 4 and all(line.rstrip().endswith("finished") for line in listed[:3])
-    assert sweep.main([*argv, "--report-only"]) == 0
-    text = (tmp_path / "report" / "results.md").read_text()
-    assert text.count("| finished |") == 3 and "lightning-gen sweep --config" in text
+    assert stale_trials(sweep) == []  # superseded by their reruns
+    assert enqueue_retries(sweep) == [2, 3] and enqueue_retries(sweep) == []  # --retry-failed, once as well
+    # A rerun under the new version trains in a fresh folder instead of resuming the old version's checkpoint.
+    assert run_dir_name("gan", swept["trials"][0].params, None) not in swept["trials"][0].user_attrs["run_dir"]
 
 
-# ---------------------------------------------------------------------------------------------------- resume
-
-
-def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
-    config = write_config(
-        tmp_path / "gan.yaml",
-        callbacks=[{"class_path": "test_sweep.InterruptOnce", "init_args": {"marker": str(tmp_path / "killed")}}],
-    )
-    runs, settings = expand_runs([config]), tiny_settings(tmp_path / "cache")
-    with pytest.raises(SimulatedKill):
-        run_sweep(runs, settings, tmp_path / "runs", feature_extractor=TinyFeatures(), progress=False)
-    (result,) = sweep.load_results(
-        runs, settings, tmp_path / "runs", sweep.extractor_identity(settings, TinyFeatures())
-    )
-    assert result.status == "interrupted"
-    assert [e["generator_step"] for e in result.evaluations] == [2]  # checkpointed right after this evaluation
-
-    (result,) = run_sweep(runs, settings, tmp_path / "runs", feature_extractor=TinyFeatures(), progress=False)
-    assert result.status == "finished"
-    assert result.info["session_start_steps"] == [0, 2]  # the second session started from the checkpoint
-    assert [e["generator_step"] for e in result.evaluations] == [2, 4]
-    # Timings travel in the checkpoint: the batches up to step 2 count once, the one lost with the kill not at all.
-    assert result.info["train_images"] == STEPS * 16
-
-
-def test_an_epoch_budget_also_evaluates_the_end_of_training_off_the_schedule(tmp_path):
+def test_a_search_samples_configurations_and_repeats_each_for_every_seed(tmp_path):
+    sys.path.insert(0, TESTS)
     gan = write_config(tmp_path / "gan.yaml")
-    settings = tiny_settings(tmp_path / "cache", generator_steps=None, epochs=2, eval_every=3)
-    (result,) = run_sweep(
-        expand_runs([gan]), settings, tmp_path / "runs", feature_extractor=TinyFeatures(), progress=False
+    spec = SweepSpec(
+        configs=(gan,), settings=tiny_settings(tmp_path / "cache", generator_steps=1, eval_every=None), seeds=(0, 1),
+        search=parse_search(["model.lr_g=1e-4:1e-2:log"]), trials=2,
+    )  # fmt: skip
+    sweep = create_or_join(spec, str(tmp_path / "study.journal"), sampler="tpe")
+    assert isinstance(sweep.study.sampler, optuna.samplers.TPESampler)
+    assert isinstance(sweep.study.pruner, optuna.pruners.MedianPruner)  # a search prunes by default
+    assert run_in_process(sweep, tmp_path / "runs") == [0, 1, 2, 3]
+    trials = sweep.study.get_trials()
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert [t.user_attrs["seed"] for t in trials] == [0, 1, 0, 1]
+    assert trials[0].params == trials[1].params != trials[2].params == trials[3].params  # seeds repeat a sample
+    assert 1e-4 <= trials[0].params["lr_g"] <= 1e-2
+    paths = write_report(sweep, tmp_path / "out")
+    for key in ("param_importances", "optimization_history"):
+        with Image.open(paths[key]) as image:
+            assert image.format == "PNG"
+    # Joining with more --trials extends the search; the finished configurations stay.
+    more = SweepSpec(configs=(gan,), settings=spec.settings, seeds=(0, 1), search=spec.search, trials=3)
+    assert create_or_join(more, str(tmp_path / "study.journal")).info["trials"] == 3
+
+
+def test_workers_of_a_search_sample_different_configurations(tmp_path):
+    """Each worker has its own sampler; seeded alike, they would all draw the same start-up configurations."""
+    gan = write_config(tmp_path / "gan.yaml")
+    spec = SweepSpec(configs=(gan,), settings=tiny_settings(tmp_path), search=parse_search(["model.lr_g=1e-4:1e-2:log"]),
+                     trials=4)  # fmt: skip
+    location = str(tmp_path / "study.journal")
+    create_or_join(spec, location)
+    first, second = (sweep_study._new_search_trial(open_sweep(location)) for _ in range(2))
+    assert first.params["lr_g"] != second.params["lr_g"]
+    assert len(open_sweep(location).trials()) == 2
+
+
+# ---------------------------------------------------------------------------------------------------- pruning
+
+
+def test_the_pruner_stops_a_trial_that_reports_worse_values(tmp_path):
+    sys.path.insert(0, TESTS)
+    good = write_config(
+        tmp_path / "good.yaml", callbacks=[{"class_path": "test_sweep.LogScore", "init_args": {"score": 1.0}}]
     )
-    assert result.status == "finished", result.error
-    # Four batches per epoch: the schedule gives steps 3 and 6, and step 8 is evaluated because training ends there.
-    assert [e["generator_step"] for e in result.evaluations] == [3, 6, 8]
+    bad = write_config(
+        tmp_path / "bad.yaml", callbacks=[{"class_path": "test_sweep.LogScore", "init_args": {"score": 5.0}}]
+    )
+    settings = tiny_settings(
+        tmp_path / "cache", objective="score", direction="minimize", inception_score=False, kid=False
+    )
+    sweep = create_or_join(SweepSpec(configs=(good, bad), settings=settings), str(tmp_path / "study.journal"),
+                           pruner="median", pruner_startup_trials=1)  # fmt: skip
+    run_in_process(sweep, tmp_path / "runs")
+    first, second = sweep.study.get_trials()
+    assert first.state == TrialState.COMPLETE and first.intermediate_values == {2: 1.0, 4: 1.0}
+    assert second.state == TrialState.PRUNED
+    assert [e["generator_step"] for e in second.user_attrs["evaluations"]] == [2]  # stopped at the first report
+    assert "score=5.0 at generator step 2" in second.user_attrs["pruned"]
+    assert second.user_attrs["train_images"] == 2 * 16  # its timings are kept for the report
 
 
-# -------------------------------------------------------------------------------------------- command-line checks
+# ------------------------------------------------------------------------------------------- several processes
+
+
+@pytest.mark.parametrize("backend", ["journal", "sqlite"])
+def test_two_workers_on_one_storage_run_every_trial_of_a_grid_exactly_once(tmp_path, monkeypatch, backend):
+    """Journal: ``--workers 2`` starts both workers. SQLite: two copies of the same command started side by side."""
+    gan = write_config(tmp_path / "gan.yaml")
+    storage = str(tmp_path / "study.journal") if backend == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
+    argv = [
+        "--config", gan, "--grid", "model.n_critic=1,2", "--seeds", "0,1", "--generator-steps", "1", *TINY_ARGS,
+        "--storage", storage, "--out", str(tmp_path / "out"), "--in-process",
+    ]  # fmt: skip
+    if backend == "journal":
+        for name, value in subprocess_env(tmp_path).items():
+            monkeypatch.setenv(name, value)
+        assert sweep_main([*argv, "--workers", "2"]) == 0
+        outputs = [(tmp_path / "out" / "runs" / f"worker{i}.log").read_text() for i in range(2)]
+        assert "| 3 | gan | n_critic=2 | 1 | complete |" in (tmp_path / "out" / "results.md").read_text()
+    else:
+        command = [sys.executable, "-m", "lightning_gen.cli", "sweep", *argv, "--no-report"]
+        workers = [subprocess.Popen(command, env=subprocess_env(tmp_path), stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT) for _ in range(2)]  # fmt: skip
+        outputs = [worker.communicate(timeout=240)[0].decode() for worker in workers]
+        assert [worker.returncode for worker in workers] == [0, 0], outputs
+    trials = open_sweep(storage).study.get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted((t.params["n_critic"], t.user_attrs["seed"]) for t in trials) == [
+        ("1", 0),
+        ("1", 1),
+        ("2", 0),
+        ("2", 1),
+    ]
+    # Each trial was trained in one session from step 0, by one worker (no second start, no duplicate trial).
+    assert all(t.user_attrs["session_start_steps"] == [0] for t in trials)
+    ran = [line for output in outputs for line in output.splitlines() if line.startswith("trial ")]
+    assert sorted(line.split(" ")[1] for line in ran) == ["0", "1", "2", "3"]
+
+
+def test_a_killed_workers_trial_is_retried_and_resumes_from_its_checkpoint(tmp_path):
+    sys.path.insert(0, TESTS)
+    config = write_config(tmp_path / "gan.yaml", callbacks=[
+        {"class_path": "test_sweep.DieOnce", "init_args": {"marker": str(tmp_path / "died")}}])  # fmt: skip
+    argv = [
+        sys.executable, "-m", "lightning_gen.cli", "sweep", "--config", config, "--generator-steps", str(STEPS),
+        "--eval-every", str(EVAL_EVERY), *TINY_ARGS, "--out", str(tmp_path / "out"), "--in-process", "--no-report",
+    ]  # fmt: skip
+    killed = subprocess.run(argv, env=subprocess_env(tmp_path), capture_output=True, timeout=240)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout.decode() + killed.stderr.decode()
+    sweep = open_sweep(str(tmp_path / "out" / "study.journal"))
+    (orphan,) = sweep.study.get_trials()
+    assert orphan.state == TrialState.RUNNING  # nobody told the study: the process was killed
+
+    ran = run_in_process(sweep, tmp_path / "out" / "runs")  # the same sweep, run again
+    dead, retry = sweep.study.get_trials()
+    assert ran == [1] and dead.state == TrialState.FAIL and dead.user_attrs["error"].startswith("WorkerLost")
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == 0
+    assert retry.user_attrs["session_start_steps"] == [0, 2]  # resumed from the checkpoint taken at step 2
+    assert [e["generator_step"] for e in retry.user_attrs["evaluations"]] == [2, 4]
+    assert retry.user_attrs["train_images"] == STEPS * 16  # the batch lost with the kill is not counted
+
+
+def test_trials_run_in_processes_of_their_own_and_a_crash_fails_only_its_trial(tmp_path, monkeypatch, capsys):
+    crash = write_config(tmp_path / "crash.yaml", callbacks=[
+        {"class_path": "test_sweep.DieOnce", "init_args": {"marker": str(tmp_path / "crashed"), "at_step": 1,
+                                                           "kill": False}}])  # fmt: skip
+    gan = write_config(tmp_path / "gan.yaml")
+    for name, value in subprocess_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    argv = ["--config", crash, "--config", gan, "--generator-steps", "2", *TINY_ARGS, "--out", str(tmp_path / "out")]
+    assert sweep_main(argv) == 1  # some trial failed
+    crashed, trained = open_sweep(str(tmp_path / "out" / "study.journal")).study.get_trials()
+    assert crashed.state == TrialState.FAIL and "exited with code 3" in crashed.user_attrs["error"]
+    assert trained.state == TrialState.COMPLETE and trained.user_attrs["worker"]["pid"] != os.getpid()
+    assert (tmp_path / "out" / "runs" / "logs" / "trial-1.log").is_file()
+    (tmp_path / "out" / "results.md").unlink()
+    assert sweep_main([*argv, "--report-only"]) == 0
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert "| 1 | gan | - | - | complete |" in text and "TrialProcessError" in text
+
+
+def test_workers_get_one_gpu_each_or_as_many_as_a_ddp_trial_needs(monkeypatch):
+    from lightning_gen.cli.sweep import _gpu_groups
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert _gpu_groups(None, None) == ["0", "1", "2", "3"]  # default: one worker per visible GPU
+    assert _gpu_groups(None, 2) == ["0,1", "2,3"]  # --devices 2: DDP inside each trial, two GPUs per worker
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    assert _gpu_groups(2, None) == ["4", "5"]
+    with pytest.raises(ValueError, match="needs 6 GPUs; 4 are visible"):
+        _gpu_groups(3, 2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert _gpu_groups(3, None) == [None] * 3  # CPU workers
 
 
 def test_cli_usage_errors_name_the_fix(tmp_path, capsys):
     gan = write_config(tmp_path / "gan.yaml")
     with pytest.raises(SystemExit):
-        sweep.main(["--config", gan])
+        sweep_main(["--config", gan])
     assert "--generator-steps N or --epochs N" in capsys.readouterr().err
     assert (
-        sweep.main(
-            [
-                "--config",
-                gan,
-                "--generator-steps",
-                "2",
-                "--grid",
-                "model.los=bce",
-                "--feature-extractor",
-                "test_sweep:TinyFeatures",
-            ]
-        )
-        == 2
+        sweep_main(["--config", gan, "--generator-steps", "2", "--grid", "model.los=bce", "--out", str(tmp_path)]) == 2
     )
     assert "model.init_args.los" in capsys.readouterr().err
-    assert (
-        sweep.main(
-            [
-                "--config",
-                gan,
-                "--generator-steps",
-                "2",
-                "--shard",
-                "2/2",
-                "--feature-extractor",
-                "test_sweep:TinyFeatures",
-            ]
-        )
-        == 2
-    )
-    assert "0 <= I < N" in capsys.readouterr().err
-
-
-def test_shards_split_the_runs_between_processes():
-    assert sweep._parse_shard("1/3") == (1, 3)
-    indices = [list(range(10))[i::3] for i in range(3)]
-    assert sorted(sum(indices, [])) == list(range(10))
-
-
-def test_devices_start_one_process_per_device_and_the_parent_writes_the_report(tmp_path, monkeypatch):
-    # Two "GPUs" as far as the parent can tell; the children train on the CPU (--accelerator cpu), which exercises
-    # everything but CUDA itself: one process per device, each with its shard, and the report of all runs.
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two processes on two cores
-    gan = write_config(tmp_path / "gan.yaml")
-    argv = [
-        "--config", gan, "--grid", "model.n_critic=1,2", "--generator-steps", "2", "--num-samples", "20",
-        "--num-real", "20", "--kid-subset-size", "10", "--is-splits", "2", "--kid-subsets", "5",
-        "--feature-extractor", "test_sweep:TinyFeatures", "--accelerator", "cpu", "--devices", "2",
-        "--out", str(tmp_path / "out"), "--no-progress", "--no-plots",
-    ]  # fmt: skip
-    assert sweep.main(argv) == 0
-    runs_dir = tmp_path / "out" / "runs"
-    assert sorted(p.name for p in runs_dir.glob("device*.log")) == ["device0.log", "device1.log"]
-    statuses = [json.loads(p.read_text())["status"] for p in runs_dir.glob("*/run.json")]
-    assert statuses == ["finished", "finished"]
-    assert (tmp_path / "out" / "results.md").read_text().count("| finished |") == 2
-
-
-@pytest.mark.skipif(torch.cuda.device_count() > 8, reason="needs fewer than 9 visible GPUs")
-def test_devices_beyond_the_visible_gpus_are_refused(tmp_path, capsys):
-    gan = write_config(tmp_path / "gan.yaml")
-    argv = [
-        "--config",
-        gan,
-        "--generator-steps",
-        "2",
-        "--feature-extractor",
-        "test_sweep:TinyFeatures",
-        "--out",
-        str(tmp_path),
-    ]
-    assert sweep.main([*argv, "--devices", "0,9"]) == 2
-    assert "are visible" in capsys.readouterr().err
+    assert sweep_main(["--report-only", "--out", str(tmp_path / "nothing")]) == 2
+    assert "no study" in capsys.readouterr().err
