@@ -57,7 +57,10 @@ def test_save_pretrained_writes_config_weights_card_and_samples(tmp_path):
     assert meta["library_version"] == __import__("lightning_gen").__version__
     assert meta["class_name"] == "GANModule" and meta["format_version"] == 2
     # Flat constructor arguments, as PyTorchModelHubMixin writes them: every plain hyper-parameter, no objects.
-    assert set(config) == {k for k in model.hparams if k in _constructor_args(GANModule)}
+    from lightning_gen.hub import RUNTIME_ARGUMENTS
+
+    # Every constructor argument but how to run it (compile, channels_last): a downloaded model starts plain.
+    assert set(config) == {k for k in model.hparams if k in _constructor_args(GANModule)} - set(RUNTIME_ARGUMENTS)
     assert not {"generator", "discriminator", "g_optimizer", "d_optimizer"} & set(config)
     assert config["betas_g"] == [0.5, 0.999] and config["ema_decay"] == 0.9 and config["width"] == 8
     assert meta["data"]["image_size"] == 16 and meta["data"]["channels"] == 3
