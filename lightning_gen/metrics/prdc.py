@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_gen.metrics.statistics import _FeatureListMetric
+from lightning_gen.metrics.statistics import _RealAndFakeFeatures
 
 __all__ = ["PrecisionRecallDensityCoverage", "knn_radii", "prdc_from_features"]
 
@@ -106,7 +106,7 @@ def prdc_from_features(real: Tensor, fake: Tensor, k: int = 3, tile_size: int = 
     }
 
 
-class PrecisionRecallDensityCoverage(_FeatureListMetric):
+class PrecisionRecallDensityCoverage(_RealAndFakeFeatures):
     """Precision, recall, density and coverage as a torchmetrics ``Metric`` fed with features.
 
     Keeps every real and generated feature vector (float32, ``4 * d`` bytes each; 8 KiB per image with Inception),
@@ -149,24 +149,3 @@ class PrecisionRecallDensityCoverage(_FeatureListMetric):
         real, fake = self._features("real_features"), self._features("fake_features")
         self.counts = (real.shape[0], fake.shape[0])
         return prdc_from_features(real, fake, self.k, self.tile_size)
-
-    def real_state(self) -> dict[str, Any]:
-        """The real features (of this process; wrap in ``sync_context()`` for all of them), on CPU."""
-        features = self._features("real_features")
-        return {"n": int(features.shape[0]), "features": features.detach().cpu()}
-
-    def load_real_state(self, state: dict[str, Any]) -> None:
-        """Replace the real features with ones from :meth:`real_state`."""
-        expected = self._feature_dims["real_features"]
-        if state["features"].dim() != 2 or state["features"].shape[1] != expected:
-            raise ValueError(
-                f"Cached features have shape {tuple(state['features'].shape)}, expected (n, {expected}); the "
-                f"cache entry belongs to another extractor."
-            )
-        self.real_features = [state["features"].to(self.device, torch.float32)]
-
-    def reset(self) -> None:
-        """Clear the generated side only."""
-        real = list(self.real_features)
-        super().reset()
-        self.real_features = real

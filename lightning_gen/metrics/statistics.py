@@ -268,7 +268,32 @@ class StandardInceptionScore(_FeatureListMetric):
         return scores.mean(), scores.std(unbiased=False)
 
 
-class StandardKID(_FeatureListMetric):
+class _RealAndFakeFeatures(_FeatureListMetric):
+    """A feature-list metric with a real side that can be cached and survives ``reset()`` (KID, PRDC)."""
+
+    def real_state(self) -> dict[str, Any]:
+        """The real features (of this process; wrap in ``sync_context()`` for all of them), on CPU."""
+        features = self._features("real_features")
+        return {"n": int(features.shape[0]), "features": features.detach().cpu()}
+
+    def load_real_state(self, state: dict[str, Any]) -> None:
+        """Replace the real features with ones from :meth:`real_state`."""
+        expected = self._feature_dims["real_features"]
+        if state["features"].dim() != 2 or state["features"].shape[1] != expected:
+            raise ValueError(
+                f"Cached features have shape {tuple(state['features'].shape)}, expected (n, {expected}); the "
+                f"cache entry belongs to another extractor."
+            )
+        self.real_features = [state["features"].to(self.device, torch.float32)]
+
+    def reset(self) -> None:
+        """Clear the generated side only."""
+        real = list(self.real_features)  # torchmetrics clears list states in place
+        super().reset()
+        self.real_features = real
+
+
+class StandardKID(_RealAndFakeFeatures):
     """Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel), computed exactly as torch-fidelity does.
 
     torchmetrics' ``KernelInceptionDistance`` draws subsets with an unseeded ``torch.randperm``; here subsets come
@@ -360,23 +385,3 @@ class StandardKID(_FeatureListMetric):
         values = torch.stack(values)
         return values.mean(), values.std(unbiased=False)
 
-    def real_state(self) -> dict[str, Any]:
-        """The real features (of this process; wrap in ``sync_context()`` for all of them), on CPU."""
-        features = self._features("real_features")
-        return {"n": int(features.shape[0]), "features": features.detach().cpu()}
-
-    def load_real_state(self, state: dict[str, Any]) -> None:
-        """Replace the real features with ones from :meth:`real_state`."""
-        expected = self._feature_dims["real_features"]
-        if state["features"].dim() != 2 or state["features"].shape[1] != expected:
-            raise ValueError(
-                f"Cached KID features have shape {tuple(state['features'].shape)}, expected (n, {expected}); the "
-                f"cache entry belongs to another extractor."
-            )
-        self.real_features = [state["features"].to(self.device, torch.float32)]
-
-    def reset(self) -> None:
-        """Clear the generated side only."""
-        real = list(self.real_features)  # torchmetrics clears list states in place
-        super().reset()
-        self.real_features = real
