@@ -121,6 +121,18 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # before the first step.
         adapt_strategy(self.trainer.strategy, type(self).__name__, stage)
 
+    def configure_callbacks(self) -> list:
+        # Lightning calls this before its own configuration checks, whose message for gradient accumulation
+        # suggests automatic optimization, which two alternating optimizers cannot use.
+        accumulate = getattr(self._trainer, "accumulate_grad_batches", 1) if self._trainer is not None else 1
+        if accumulate != 1:
+            raise ValueError(
+                f"{type(self).__name__} steps two optimizers by hand, so Trainer(accumulate_grad_batches={accumulate}) "
+                "can't apply. Use a larger batch_size in the data module instead (scale the learning rates if you "
+                "want to keep the same per-image step)."
+            )
+        return []
+
     def configure_model(self) -> None:
         """Apply ``channels_last`` and ``compile`` to the networks (once, before DDP wraps them)."""
         if self._networks_configured:

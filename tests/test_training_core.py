@@ -190,7 +190,7 @@ def test_float_images_in_0_1_raise_naming_the_fix(tmp_path):
 def test_gradient_accumulation_is_refused_before_the_first_step(tmp_path):
     model = GANModule(**TINY)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(Exception, match="accumulat"):
+    with pytest.raises(ValueError, match=r"accumulate_grad_batches=2\) can't apply. Use a larger batch_size"):
         trainer(tmp_path, max_steps=2, accumulate_grad_batches=2).fit(model, image_loader(n=8))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
