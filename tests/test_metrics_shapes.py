@@ -265,3 +265,17 @@ def test_two_processes_reduce_to_the_single_process_values(shapes, tmp_path):
         assert result["factors"] == expected["factors"]
         assert result["validity"] == expected["validity"]
         assert result["protocol"]["n_real"] == 400 and result["protocol"]["n_fake"] == fake.shape[0]
+
+
+def test_sample_command_orders_a_grid_by_predicted_shape(tmp_path, capsys):
+    from lightning_gen.cli import main
+
+    out = tmp_path / "grid.png"
+    assert main(["sample", "--model", "dcgan-shapes32", "--n", "16", "--seed", "0", "--out", str(out), "--sort-by-shape"]) == 0
+    printed = capsys.readouterr().out
+    line = next(line for line in printed.splitlines() if line.startswith("shapes in the grid, in order:"))
+    counts = [int(part.rsplit(" ", 1)[1]) for part in line.split(":", 1)[1].split(",")]
+    assert sum(counts) == 16 and out.is_file()
+    order = ["circle", "square", "triangle", "star", "hexagon", "?"]
+    kinds = [part.strip().rsplit(" ", 1)[0] for part in line.split(":", 1)[1].split(",")]
+    assert kinds == sorted(kinds, key=order.index)  # grouped in the evaluator's order

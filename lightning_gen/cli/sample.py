@@ -30,7 +30,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
+    parser.add_argument(
+        "--sort-by-shape",
+        action="store_true",
+        help="order the grid by the shape the shapes evaluator sees (circles, squares, ..., unrecognised last), "
+        "to see a shapes model's coverage at a glance; the kinds and counts are printed",
+    )
     args = parser.parse_args(argv)
+    if args.sort_by_shape and args.out_dir:
+        parser.error("--sort-by-shape orders a grid; it does not apply to --out-dir")
     if args.n < 1 or args.batch_size < 1:
         parser.error(f"--n and --batch-size must be >= 1, got {args.n} and {args.batch_size}")
 
@@ -40,6 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {written} images to {args.out_dir}")
     else:
         out = args.out or "grid.png"
-        save_grid(module.sample(args.n, seed=args.seed, batch_size=args.batch_size), out, nrow=args.nrow)
+        images = module.sample(args.n, seed=args.seed, batch_size=args.batch_size)
+        if args.sort_by_shape:
+            from collections import Counter
+
+            from lightning_gen.metrics.shapes_classifier import sort_by_predicted_shape
+
+            images, kinds = sort_by_predicted_shape(images)
+            print("shapes in the grid, in order:", ", ".join(f"{kind} {count}" for kind, count in Counter(kinds).items()))
+        save_grid(images, out, nrow=args.nrow)
         print(f"wrote a grid of {args.n} images to {out}")
     return 0
