@@ -174,7 +174,8 @@ class GANModule(GenerativeModule):
         # Submodules, so ADA's probability and LeCam's anchors are checkpointed with the weights.
         self.augment = build_augment(augment, ada_target=ada_target, ada_speed_images=ada_speed_images, ada_interval=ada_interval)
         self.lecam = LeCamRegularizer() if lecam_weight > 0 else None
-        self.discriminator_step = 0  # discriminator updates done; the generator steps every n_critic-th
+        self.discriminator_step = 0  # discriminator updates done (skipped fp16 steps not counted)
+        self._critic_batches = 0  # batches seen by the critic; the generator steps on every n_critic-th
         self._last_g_loss: Tensor | None = None
 
         # Fixed noise for the sample grid, saved with the model so grids stay comparable across resumes.
@@ -206,7 +207,10 @@ class GANModule(GenerativeModule):
         real, labels = self._prepare_batch(batch)
         opt_g, opt_d = self._optimizers()
         d_loss, real_logits, fake_logits = self._discriminator_update(opt_d, real, labels)
-        if self.discriminator_step % self.hparams.n_critic == 0:
+        # The cadence follows batches, not successful critic updates: a step the fp16 GradScaler skipped must
+        # not make the generator wait (or step twice) for it.
+        self._critic_batches += 1
+        if self._critic_batches % self.hparams.n_critic == 0:
             self._last_g_loss = self._generator_update(opt_g, real.shape[0], labels)
         if self._logs_this_batch():  # see GenerativeModule._logs_this_batch
             metrics = {
@@ -286,10 +290,11 @@ class GANModule(GenerativeModule):
         return logits.reshape(images.shape[0])
 
     def _extra_counters(self) -> dict[str, int]:
-        return {"discriminator_step": self.discriminator_step, "custom_networks": self.custom_networks}
+        return {"discriminator_step": self.discriminator_step, "critic_batches": self._critic_batches, "custom_networks": self.custom_networks}
 
     def _restore_extra_counters(self, meta: dict[str, Any]) -> None:
         self.discriminator_step = int(meta.get("discriminator_step", 0))
+        self._critic_batches = int(meta.get("critic_batches", self.discriminator_step))
 
     # ----------------------------------------------------------------------------------------------
     def validation_step(self, batch: Any, batch_idx: int) -> None:
