@@ -49,12 +49,19 @@ def _load_object(spec: str) -> Any:
 
 
 def metrics_callbacks(settings: SweepSettings) -> list[Callback]:
-    """Fresh metric callbacks for one trial, all on the sweep's schedule and sample seeds.
-
-    Raises:
-        ImportError: ``"shapes"`` is asked for and this version has no shapes evaluator callback.
-    """
+    """Fresh metric callbacks for one trial, all on the sweep's schedule and sample seeds."""
     every = settings.eval_every or _NEVER
+    # What FID and the shapes metrics share, so both evaluate the same samples at the same generator steps.
+    common = dict(
+        every_n_steps=every,
+        num_samples=settings.num_samples,
+        num_real=settings.num_real,
+        split=settings.split,
+        batch_size=settings.metrics_batch_size,
+        seed=settings.sample_seed,
+        cache_dir=settings.cache_dir,
+        progress=False,
+    )
     callbacks: list[Callback] = []
     if "fid" in settings.metrics:
         from lightning_gen.metrics import FIDCallback
@@ -62,44 +69,21 @@ def metrics_callbacks(settings: SweepSettings) -> list[Callback]:
         extractor = _load_object(settings.feature_extractor) if settings.feature_extractor else None
         callbacks.append(
             FIDCallback(
+                **common,
                 kid=settings.kid,
                 inception_score=settings.inception_score,
-                every_n_steps=every,
-                num_samples=settings.num_samples,
-                num_real=settings.num_real,
-                split=settings.split,
-                batch_size=settings.metrics_batch_size,
-                seed=settings.sample_seed,
                 weights=settings.weights,
                 download=settings.download,
                 feature_extractor=extractor,
-                cache_dir=settings.cache_dir,
                 kid_subset_size=settings.resolved_kid_subset_size,
                 kid_subsets=settings.kid_subsets,
                 is_splits=settings.is_splits,
-                progress=False,
             )
         )
     if "shapes" in settings.metrics:
-        try:
-            from lightning_gen.metrics.shapes import ShapesMetricsCallback
-        except ImportError as error:
-            raise ImportError(
-                "metrics 'shapes' needs lightning_gen.metrics.shapes.ShapesMetricsCallback, which this installation "
-                "lacks; use --metrics fid or update lightning-gen."
-            ) from error
-        callbacks.append(
-            ShapesMetricsCallback(
-                every_n_steps=every,
-                num_samples=settings.num_samples,
-                num_real=settings.num_real,
-                split=settings.split,
-                batch_size=settings.metrics_batch_size,
-                seed=settings.sample_seed,
-                cache_dir=settings.cache_dir,
-                progress=False,
-            )
-        )
+        from lightning_gen.metrics.shapes import ShapesMetricsCallback
+
+        callbacks.append(ShapesMetricsCallback(**common))
     return callbacks
 
 
