@@ -389,7 +389,13 @@ def _pop_waiting(sweep: SweepStudy) -> optuna.Trial | None:
     storage = sweep.study._storage
     for frozen in sweep.trials([TrialState.WAITING]):
         trial_id = frozen._trial_id
-        if _retry_busy(lambda: storage.set_trial_state_values(trial_id, TrialState.RUNNING)):  # noqa: B023 - called now
+        try:
+            claimed = _retry_busy(lambda: storage.set_trial_state_values(trial_id, TrialState.RUNNING))  # noqa: B023
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # The list is a snapshot: another worker took this trial and finished it since (short trials, or
+            # this process waiting on the storage's lock). Optuna raises rather than returning False then.
+            claimed = False
+        if claimed:
             trial = optuna.Trial(sweep.study, frozen._trial_id)
             _fill_params(sweep, trial, frozen.user_attrs.get("config_label"))
             return trial
