@@ -6,11 +6,14 @@ Sub-commands::
     lightning-gen zoo show NAME
     lightning-gen zoo pull NAME_OR_REPO [--revision REV] [--force]
     lightning-gen zoo push DIR_OR_NAME --repo-id ORG/NAME [--private] [--branch B] [--create-pr] [--message MSG]
-    lightning-gen zoo export CKPT DIR [--zoo-name NAME] [--recipe FILE] [--metrics FILE] [--dataset D] ...
+    lightning-gen zoo export CKPT DIR [--zoo-name NAME] [--recipe FILE] [--metrics FILE ...] [--dataset D] ...
     lightning-gen zoo import-dcgan NETG.pth [--netd NETD.pth] --out DIR
 
 ``export --zoo-name`` and ``push NAME`` also update the registry (``lightning_gen/zoo/index.json``):
 the sha256 of newly exported weights, the repository and commit of a push. Commit that file.
+``export --metrics`` reads the card metrics from JSON (see :func:`lightning_gen.model_card.metrics_from_json`):
+FID / IS / KID entries, the optional shapes entries (``fsd``, ``validity``, ``<factor>_tv``, ``<factor>_coverage``)
+that :func:`lightning_gen.model_card.shapes_metrics_json` writes, or ``evaluate_shapes(...).to_json()`` as it is.
 User errors (unknown names, missing repositories, hash mismatches, an unreachable Hub...) print one
 ``error:`` line and exit with status 1; usage errors exit with status 2.
 """
@@ -39,6 +42,7 @@ from lightning_gen.hub import (
     MetricResult,
     push_folder,
 )
+from lightning_gen.model_card import metrics_from_json
 from lightning_gen.sampling import load_checkpoint
 
 # What a user can cause: bad names and paths, refused files, Hub answers (HfHubHTTPError is an OSError).
@@ -66,14 +70,29 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--message", default="Upload lightning-gen model", help="commit message")
     push.add_argument("--no-update-index", action="store_true", help="for a zoo name: do not record the commit")
 
-    export = sub.add_parser("export", help="convert a Lightning checkpoint into a Hub folder")
+    shapes_workflow = (
+        "shapes models: put FSD, validity and factor coverage on the card by measuring first, then\n"
+        "  python -c \"from lightning_gen.data import ShapesDataModule; from lightning_gen.metrics import "
+        "evaluate_shapes; open('shapes.json', 'w').write(evaluate_shapes(ShapesDataModule().split_dataset('train'), "
+        "'CKPT').to_json())\"\n"
+        "  lightning-gen zoo export CKPT DIR --metrics metrics.json --metrics shapes.json"
+    )
+    export = sub.add_parser(
+        "export", help="convert a Lightning checkpoint into a Hub folder", epilog=shapes_workflow,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the epilog's command lines whole
+    )
     export.add_argument("checkpoint", metavar="CKPT", help="Lightning .ckpt written by GANModule or VAE")
     export.add_argument("directory", metavar="DIR", help="folder to write (created; other files are kept)")
     export.add_argument("--class", dest="class_name", choices=sorted(zoo.CLASSES), help="default: the recorded one")
     export.add_argument("--zoo-name", default=None, help="registered model this is: card defaults, records the sha256")
     export.add_argument("--recipe", default=None, help="LightningCLI YAML that trained it (copied as recipe.yaml)")
-    metrics_help = 'JSON: {"fid": {"value": 12.3, "protocol": {...}}, "is": {"reason": "..."}}'
-    export.add_argument("--metrics", default=None, help=metrics_help)
+    metrics_help = (
+        'JSON of card metrics: {"fid": {"value": 12.3, "protocol": {...}}, "is": {"reason": "..."}}, optionally with '
+        "shapes entries (fsd, validity, <factor>_tv, <factor>_coverage: write them with "
+        "lightning_gen.model_card.shapes_metrics_json(evaluate_shapes(...))), or the JSON of "
+        "evaluate_shapes(...).to_json() as it is; repeat the option to combine files"
+    )
+    export.add_argument("--metrics", action="append", default=None, metavar="FILE", help=metrics_help)
     export.add_argument("--dataset", default=None, help="training data name for the card")
     export.add_argument("--license", default=None, help="Hub licence id of the weights (default: other)")
     export.add_argument("--description", default=None, help="a paragraph for the card")
@@ -197,14 +216,20 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_metrics(path: str) -> tuple[MetricResult, ...]:
-    raw = json.loads(Path(path).read_text())
-    if not isinstance(raw, dict) or not all(isinstance(item, dict) for item in raw.values()):
-        raise ValueError(f"--metrics {path!r} must map fid/is/kid to objects with 'value' or 'reason'.")
-    return tuple(
-        MetricResult(name, item.get("value"), item.get("std"), dict(item.get("protocol") or {}), item.get("reason"))
-        for name, item in raw.items()
-    )
+def _read_metrics(paths: Sequence[str]) -> tuple[MetricResult, ...]:
+    """The card metrics of the ``--metrics`` files; a metric given by two files is an error, not a silent choice."""
+    results: dict[str, tuple[str, MetricResult]] = {}
+    for path in paths:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--metrics {path!r} is not JSON: {err}") from None
+        for result in metrics_from_json(raw, source=f"--metrics {path!r}"):
+            if result.name in results:
+                first = results[result.name][0]
+                raise ValueError(f"--metrics: {result.name!r} is given by both {first!r} and {path!r}.")
+            results[result.name] = (path, result)
+    return tuple(result for _, result in results.values())
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ Either side may be an image folder, a ``.npz`` statistics file, a Lightning chec
 ``sources.py``. Generated images go straight from the model to the extractor (no PNG round trip). Statistics of a
 real image folder are cached on disk (see ``cache.py``). KID, IS and PRDC never block FID: with too few samples
 KID uses the largest valid subsets and IS / PRDC are skipped, each with a warning and a note in the protocol.
+With the shapes classifier (``feature_extractor="shapes"``) the result also carries validity and factor coverage
+(see ``shapes_fid.py``).
 
 Not here: distributed evaluation (use the callbacks inside a ``Trainer`` for that).
 """
@@ -27,6 +29,7 @@ from lightning_gen.metrics.evaluator import MetricEvaluator, versions
 from lightning_gen.metrics.extractors import build_extractor
 from lightning_gen.metrics.features import FeatureExtractor
 from lightning_gen.metrics.protocol import MetricResult, Protocol
+from lightning_gen.metrics.shapes_classifier import SHAPES_CLASSIFIER_NAME
 from lightning_gen.metrics.sources import DEFAULT_SUBSET_SEED, ImageSource, generate_batches, open_source
 from lightning_gen.metrics.statistics import DEFAULT_RNG_SEED, frechet_distance
 from lightning_gen.metrics.statistics_file import FIDStatistics
@@ -93,7 +96,14 @@ def evaluate(
         download: Whether missing weights may be downloaded.
         feature_extractor: A registered name (``"inception-v3-compat"``, the default; ``"dinov2-vit-l-14"``;
             see :func:`~lightning_gen.metrics.extractors.available_extractors`) or a module mapping uint8
-            (N, 3, H, W) to (N, d) (non-standard: the protocol records ``standard=False``).
+            (N, 3, H, W) to (N, d) (non-standard: the protocol records ``standard=False``). ``"shapes"`` (images
+            of the procedural shapes data only) makes ``fid`` the Fréchet Shapes Distance, also returned as
+            ``fsd``, and adds, from the same classifier pass, ``validity``, ``real_validity`` and per-factor
+            coverage (``factors``: total variation, coverage share, missing values, generated and real
+            distributions), as :func:`~lightning_gen.metrics.evaluate_shapes` computes them; the result is then
+            a :class:`~lightning_gen.metrics.shapes_fid.ShapesFIDResult` whose protocol records the validity
+            threshold and the factors scored. With a ``.npz`` side only the FSD can be computed (the protocol
+            notes say so).
         cache_dir: Directory of the real-statistics cache; default ``$LIGHTNING_GEN_CACHE/metrics`` or
             ``~/.cache/lightning_gen/metrics``.
         use_cache: Read and write the cache (folders only: other sources are not fingerprinted).
@@ -109,7 +119,8 @@ def evaluate(
         progress: Show progress bars on stderr.
 
     Returns:
-        The values and their protocol.
+        The values and their protocol (a :class:`~lightning_gen.metrics.shapes_fid.ShapesFIDResult`, a subclass,
+        for the shapes extractor).
 
     Raises:
         MissingInceptionWeightsError: The Inception weights are missing (message says where to get them).
@@ -140,15 +151,19 @@ def evaluate(
     metrics = _applicable(metrics, real_source, fake_source, is_splits=is_splits, prdc_k=prdc_k, notes=notes)
     context = _context(real_source, fake_source, notes)
     if real_source is not None and real_source.kind == fake_source.kind == "statistics":
-        return _fid_of_two_files(real_source.statistics, fake_source.statistics, context)
+        result = _fid_of_two_files(real_source.statistics, fake_source.statistics, context)
+        if result.protocol.extractor == SHAPES_CLASSIFIER_NAME:
+            from lightning_gen.metrics.shapes_fid import fsd_only
+
+            result = fsd_only(result, "validity and factor coverage not computed: both sides are statistics files")
+        return result
 
     extractor = build_extractor(feature_extractor, weights=weights, download=download)
-    evaluator = MetricEvaluator(
+    evaluator = _build_evaluator(
         extractor,
-        fid="fid" in metrics,
-        inception_score="is" in metrics,
-        kid="kid" in metrics,
-        prdc="prdc" in metrics,
+        metrics,
+        real_source,
+        fake_source,
         is_splits=is_splits,
         kid_subsets=kid_subsets,
         kid_subset_size=kid_subset_size,
@@ -164,6 +179,21 @@ def evaluate(
     else:
         _feed(evaluator.update_fake, fake_source, "generated", progress)
     return evaluator.compute(**context)
+
+
+def _build_evaluator(
+    extractor: FeatureExtractor, metrics: list[str], real: ImageSource | None, fake: ImageSource, **settings: Any
+) -> MetricEvaluator:
+    """The evaluator of the requested metrics; for the shapes classifier the one that also counts factors."""
+    requested = dict(fid="fid" in metrics, inception_score="is" in metrics, kid="kid" in metrics, prdc="prdc" in metrics)
+    if extractor.name == SHAPES_CLASSIFIER_NAME:
+        # Imported here: the shapes metrics pull in their callback; other extractors never need them.
+        from lightning_gen.metrics.shapes_fid import ShapesMetricEvaluator, factor_counts_obstacle, is_shapes_extractor
+
+        if is_shapes_extractor(extractor):
+            obstacle = factor_counts_obstacle(metrics, real, fake)
+            return ShapesMetricEvaluator(extractor, without_factors=obstacle, **requested, **settings)
+    return MetricEvaluator(extractor, **requested, **settings)
 
 
 def compute_statistics(
@@ -335,7 +365,7 @@ def _add_real(
     if cache is not None:
         keys = {
             kind: cache.key(
-                kind=kind, data_fingerprint=source.fingerprint, extractor_fingerprint=evaluator.extractor.fingerprint,
+                kind=kind, data_fingerprint=source.fingerprint, extractor_fingerprint=evaluator.cache_fingerprint,
                 num_real=num_real, subset_seed=subset_seed,
             )
             for kind in evaluator._real_metrics()

@@ -98,6 +98,13 @@ class MetricEvaluator:
         """Whether FID, KID or PRDC (which compare with real images) is requested."""
         return self.fid is not None or self.kid is not None or self.prdc is not None
 
+    @property
+    def cache_fingerprint(self) -> str:
+        """The extractor part of the real-statistics cache key: the weights' fingerprint. An evaluator whose real
+        payloads carry more than these metrics' states (the shapes one adds factor counts) keys them its own way,
+        so it is never served an entry without them."""
+        return self.extractor.fingerprint
+
     def _metrics(self) -> list[Any]:
         return [m for m in (self.fid, self.inception_score, self.kid, self.prdc) if m is not None]
 

@@ -18,7 +18,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_gen.hub import METRIC_NAMES, CardInfo, MetricResult, push_folder
+from lightning_gen.hub import CardInfo, MetricResult, push_folder
+from lightning_gen.model_card import CARD_METRIC_NAMES
 from lightning_gen.sampling import load_checkpoint
 
 
@@ -35,7 +36,9 @@ class HubExportCallback(Callback):
         branch: branch to push to (created if missing; default main).
         commit_message: the commit's summary line.
         card: model card content (dataset, licence, recipe, metrics...).
-        metric_keys: card metric -> logged key, e.g. ``{"fid": "val/fid"}``. A logged value goes on the
+        metric_keys: card metric -> logged key, e.g. ``{"fid": "val/fid"}`` or, with a
+            ``ShapesMetricsCallback``, ``{"fsd": "val/fsd", "shape_tv": "val/shape_tv"}`` (names:
+            ``lightning_gen.model_card.CARD_METRIC_NAMES``). A logged value goes on the
             card only when it describes the exported weights: the monitored value of the best
             checkpoint, or the last logged value when the final weights are exported. Otherwise the
             card says "not measured" and why. Metrics given in ``card`` take precedence.
@@ -68,9 +71,11 @@ class HubExportCallback(Callback):
         self.commit_message = commit_message
         self.card = card if card is not None else CardInfo()
         self.metric_keys = dict(metric_keys or {})
-        unknown = sorted(set(self.metric_keys) - set(METRIC_NAMES))
+        unknown = sorted(set(self.metric_keys) - set(CARD_METRIC_NAMES))
         if unknown:  # checked now rather than after hours of training
-            raise ValueError(f"metric_keys names unknown metrics {unknown}; expected some of {sorted(METRIC_NAMES)}.")
+            raise ValueError(
+                f"metric_keys names unknown metrics {unknown}; expected some of {list(CARD_METRIC_NAMES)}."
+            )
         self.export_dir: Path | None = None
         self.commit: Any = None
 
