@@ -15,6 +15,8 @@ on ``HELD_OUT`` images it never saw. Sample grids go to ``OUT/<config>.png``, fi
 
     python benchmarks/few_shot_augment.py [--data digits] [config ...]          # train and score; default: CONFIGS
     python benchmarks/few_shot_augment.py [--data digits] --score [config ...]  # (re)score the saved checkpoints
+    python benchmarks/few_shot_augment.py [--data digits] --seed 1               # another training seed
+    python benchmarks/few_shot_augment.py [--data digits] --table                # mean +- std over the seeds run
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from PIL import Image
 from torch import nn
 
 from lightning_gen import GANModule
+from lightning_gen.augment import AdaptiveAugment
 from lightning_gen.data import ImageFolderDataModule, ShapesDataModule
 from lightning_gen.data.shapes import ShapesDataset
 from lightning_gen.metrics.shapes import evaluate_shapes
@@ -42,7 +45,7 @@ from lightning_gen.metrics.statistics import StandardFID
 TRAIN_IMAGES = 500
 HELD_OUT = 500  # images of the same distribution D never trains on: its train vs held-out gap
 SAMPLES = 2000  # generated images per score
-SEED = 0
+SEED = 0  # of the data sets and the digit classifier; training seeds are --seed
 DIGITS_FILE = Path(__file__).parent / "few_shot_augment" / "digits.csv.gz"
 # Per data set: image size, batch size and the budget in discriminator steps (= batches = generator steps with
 # n_critic=1), sized so that a configuration trains in minutes on one CPU thread and the un-augmented
@@ -106,6 +109,7 @@ class ShapesTask:
         result = evaluate_shapes(reference, fake, num_samples=SAMPLES, device="cpu", seed=0)
         figures = {key: round(value, 4) for key, value in result.scalars().items() if key in ("fsd", "validity")}
         figures["shape_tv"] = round(result.factors["shape"].tv, 4)
+        figures["colour_tv"] = round(result.factors["colour"].tv, 4)  # exposes a generator stuck on one colour
         figures["classifier_sha256"] = SHAPES_CLASSIFIER_SHA256[:16]  # FSDs compare only under the same classifier
         return figures
 
@@ -201,8 +205,8 @@ class DigitsTask:
         }
 
 
-def run(task, name: str, overrides: dict, out: Path) -> dict:
-    L.seed_everything(SEED)
+def run(task, name: str, overrides: dict, out: Path, seed: int) -> dict:
+    L.seed_everything(seed)
     settings = task.settings
     model = GANModule(image_size=settings["image_size"], channels=settings["channels"], **MODEL, **overrides)
     trainer = L.Trainer(
@@ -216,16 +220,69 @@ def run(task, name: str, overrides: dict, out: Path) -> dict:
     trainer.save_checkpoint(out / f"{name}.ckpt")
     grid = torchvision.utils.make_grid(model.sample(64, seed=0), nrow=8, normalize=True, value_range=(-1, 1))
     torchvision.utils.save_image(grid, out / f"{name}.png")
-    return {"config": name, **overrides, "discriminator_steps": settings["batches"], "train_seconds": round(seconds, 1)}
+    return {
+        "config": name, **overrides, "seed": seed, "discriminator_steps": settings["batches"],
+        "train_seconds": round(seconds, 1),
+    }  # fmt: skip
 
 
 def score(task, name: str, out: Path) -> dict:
     model = GANModule.load_from_checkpoint(out / f"{name}.ckpt", map_location="cpu")
     figures = discriminator_gap(model, *task.train_and_held_out())
-    if getattr(model, "augment", None) is not None and hasattr(model.augment, "p"):
+    if isinstance(model.augment, AdaptiveAugment):
         figures["final_augment_p"] = round(float(model.augment.p), 3)
     figures.update(task.score(model))
     return figures
+
+
+def write_montage(out: Path) -> Path | None:
+    """``OUT/grids.png``: the sample grids of every configuration found, side by side in ``CONFIGS`` order."""
+    grids = [torchvision.io.read_image(str(out / f"{name}.png")) for name in CONFIGS if (out / f"{name}.png").exists()]
+    if not grids:
+        return None
+    montage = torchvision.utils.make_grid(torch.stack(grids).float() / 255, nrow=len(grids), padding=6, pad_value=1)
+    torchvision.utils.save_image(montage, out / "grids.png")
+    return out / "grids.png"
+
+
+# Columns of --table per data set: (results key, heading, decimals).
+TABLE_COLUMNS = {
+    "shapes": [("fsd", "FSD", 1), ("validity", "validity", 3), ("shape_tv", "shape TV", 3), ("colour_tv", "colour TV", 3)],
+    "digits": [("fdd", "FDD", 2), ("validity", "validity", 3), ("digit_tv", "digit TV", 3)],
+}
+# D's memorisation: mean logit on its training images minus on held-out ones, and E[sign] on each.
+GAP_COLUMNS = [("d_logit_gap", "D logit gap", 2), ("d_sign_train", "D sign, train", 2),
+               ("d_sign_held_out", "D sign, held out", 2)]  # fmt: skip
+
+
+def markdown_table(data: str, root: Path = Path("runs/few_shot_augment")) -> str:
+    """Mean +- standard deviation over the seeds run (``<data>``, ``<data>_seed<N>``) per configuration."""
+    runs = [json.loads(f.read_text()) for f in sorted(root.glob(f"{data}*/results.json"))]
+    columns = GAP_COLUMNS + TABLE_COLUMNS[data] + [("final_augment_p", "ADA p", 2)]
+    lines = [
+        f"| config | seeds | {' | '.join(heading for _, heading, _ in columns)} |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
+    for name in ["real", *CONFIGS]:
+        rows = [run[name] for run in runs if name in run][: 1 if name == "real" else None]  # real: seed-free
+        for row in rows:
+            if "d_logit_train" in row:
+                row["d_logit_gap"] = row["d_logit_train"] - row["d_logit_held_out"]
+        cells = []
+        for key, _, decimals in columns:
+            if key == "final_augment_p" and not name.startswith("ada"):
+                values = []
+            else:
+                values = [row[key] for row in rows if key in row]
+            if not values:
+                cells.append("")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.{decimals}f}")
+            else:
+                cells.append(f"{np.mean(values):.{decimals}f} +- {np.std(values, ddof=1):.{decimals}f}")
+        seeds = "-" if name == "real" else str(len(rows))
+        lines.append(f"| {name} | {seeds} | {' | '.join(cells)} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,29 +290,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("configs", nargs="*", metavar="config", help=f"any of {', '.join(CONFIGS)} (default: all)")
     parser.add_argument("--data", choices=sorted(DATA), default="shapes")
     parser.add_argument("--score", action="store_true", help="only (re)score the saved checkpoints")
-    parser.add_argument("--out", type=Path, default=None, help="default: runs/few_shot_augment/<data>")
+    parser.add_argument("--table", action="store_true", help="print the Markdown table of every seed run and stop")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (weights, batch order, augmentations)")
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/few_shot_augment/<data>[_seed<N>]")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(args.data))
+        return
     unknown = sorted(set(args.configs) - set(CONFIGS))
     if unknown:
         parser.error(f"unknown configurations {unknown}; choose from {sorted(CONFIGS)}")
-    out = args.out or Path("runs/few_shot_augment") / args.data
+    out = args.out or Path("runs/few_shot_augment") / (args.data + (f"_seed{args.seed}" if args.seed else ""))
     out.mkdir(parents=True, exist_ok=True)
     task = (DigitsTask if args.data == "digits" else ShapesTask)(out)
     results_file = out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    if not args.score or "real" not in results:
-        # The GAN's training images scored as samples: a perfect memoriser's score, and the real-vs-real floor
-        # (they are on neither real side of the scores).
-        training_images = task.train_and_held_out()[0]
-        results["real"] = {"config": "real: the 500 training images as samples", **task.score(training_images)}
-        print(json.dumps(results["real"]), flush=True)
+    # The GAN's training images scored as samples: a perfect memoriser's score, and the real-vs-real floor (they
+    # are on neither real side of the scores). Cheap, so redone on every call, rescoring included.
+    training_images = task.train_and_held_out()[0]
+    results["real"] = {"config": "real: the 500 training images as samples", **task.score(training_images)}
+    print(json.dumps(results["real"]), flush=True)
     for name in args.configs or list(CONFIGS):
         if not args.score:
-            results[name] = run(task, name, CONFIGS[name], out)
+            results[name] = run(task, name, CONFIGS[name], out, args.seed)
             results_file.write_text(json.dumps(results, indent=2))
         results.setdefault(name, {"config": name}).update(score(task, name, out))
         results_file.write_text(json.dumps(results, indent=2))
         print(json.dumps(results[name]), flush=True)
+    write_montage(out)
 
 
 if __name__ == "__main__":

@@ -467,7 +467,9 @@ class ShapesMetricsCallback(GenerativeMetricsCallback):
 def shapes_feature_extractor(weights: str | os.PathLike | None = None, download: bool = True) -> FeatureExtractor:
     """The classifier's penultimate features as a named extractor (``feature_extractor="shapes"``).
 
-    FID computed with it *is* the FSD (without coverage and validity, which need :class:`ShapesEvaluator`).
+    FID computed with it *is* the FSD. Alone (e.g. in ``FIDCallback``) it gives no coverage or validity: use
+    :class:`ShapesEvaluator` / :class:`ShapesMetricsCallback`, or :func:`~lightning_gen.metrics.evaluate`, which
+    adds them.
 
     Args:
         weights: Weights file; default the shipped one, whose sha256 is checked. A file you name yourself is not
