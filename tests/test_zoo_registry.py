@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +28,13 @@ def test_shipped_index_registers_the_shapes_models():
         assert entry.dataset and entry.license and entry.description
         # Published entries pin an immutable commit and the weights' hash (the loader checks the format).
         assert entry.published <= (entry.sha256 is not None)
+
+
+@pytest.mark.parametrize("name", ["dcgan-shapes32", "vae-shapes32"])
+def test_the_readme_recipe_is_the_one_that_trained_the_shipped_weights(name):
+    """``zoo/<name>/recipe.yaml`` (the README's command) and the packaged copy (the card's recipe) must not drift."""
+    source = Path(__file__).resolve().parents[1] / "zoo" / name / "recipe.yaml"
+    assert source.read_text() == (zoo.PACKAGE_MODELS_DIR / name / "recipe.yaml").read_text()
 
 
 @pytest.mark.parametrize("name", ["dcgan-shapes32", "vae-shapes32"])
