@@ -25,6 +25,7 @@ say which networks to wrap, and every trainable parameter must belong to one of 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Generator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -54,6 +55,8 @@ class MultiModelDDPStrategy(DDPStrategy):
       does so on CUDA). A hook with state that is per model (PowerSGD's error feedback, for instance) needs
       one state per network: pass ``ddp_comm_state={"generator": ..., "discriminator": ...}`` keyed by the
       names ``ddp_networks()`` returns. Post-local SGD is not supported.
+    * Lightning's check for a SIGTERM on rank 0 runs every :attr:`sigterm_check_every_n_batches` batches
+      instead of before every batch (see that attribute).
 
     Example:
         >>> import lightning as L
@@ -66,6 +69,14 @@ class MultiModelDDPStrategy(DDPStrategy):
 
     # A plain DDPStrategy is turned into this class by swapping its __class__ (adapt_strategy), so this
     # class must not need any state of its own beyond DDPStrategy's: everything below is computed.
+
+    #: Batches between the SIGTERM checks of Lightning's training loop. Lightning 2.6 broadcasts a flag from
+    #: rank 0 and reads it on the host before *every* batch under DDP (Lightning-AI/pytorch-lightning#21487):
+    #: a collective and a host synchronisation per step, which the modules otherwise avoid. Checking every N
+    #: batches is the fix proposed upstream (#21640); a SIGTERM on rank 0 then stops every rank within N
+    #: batches instead of one, far inside a scheduler's grace period. Set it on an instance (1 restores
+    #: Lightning's behaviour).
+    sigterm_check_every_n_batches: int = 50
 
     def configure_ddp(self) -> None:
         """Wrap each network of ``lightning_module.ddp_networks()`` in ``DistributedDataParallel``.
@@ -88,6 +99,7 @@ class MultiModelDDPStrategy(DDPStrategy):
             )
         module._ddp_wrappers = {name: self._setup_model(network) for name, network in networks.items()}
         self._register_ddp_hooks()
+        _check_sigterm_every(module.trainer, self.sigterm_check_every_n_batches)
 
     def _register_ddp_hooks(self) -> None:
         wrappers = self._wrappers()
@@ -170,6 +182,27 @@ def adapt_strategy(strategy: Strategy, module_name: str, stage: str | None = "fi
 
 # --------------------------------------------------------------------------------------------------
 # Helpers.
+def _check_sigterm_every(trainer: Any, every: int) -> None:
+    """Let the training loop's per-batch SIGTERM broadcast run on every ``every``-th batch only.
+
+    Every rank calls the loop's check before each of its batches, and ranks run the same number of batches,
+    so counting calls keeps the ranks' broadcasts paired. Does nothing on a Lightning without that check.
+    """
+    if every < 1:
+        raise ValueError(f"sigterm_check_every_n_batches must be >= 1, got {every!r}.")
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    check = getattr(type(loop), "_broadcast_sigterm_tensor", None)
+    if check is None:
+        return
+    calls = itertools.count()
+
+    def check_sometimes() -> None:
+        if next(calls) % every == 0:
+            check(loop)
+
+    loop._broadcast_sigterm_tensor = check_sometimes  # an instance attribute: this trainer's loop only
+
+
 def _trainable_networks(module: nn.Module) -> dict[str, nn.Module]:
     """The module's ``ddp_networks()`` that have trainable parameters, checked to cover them all once."""
     ddp_networks = getattr(module, "ddp_networks", None)

@@ -22,12 +22,25 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.strategies import DDPStrategy
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from lightning_gen import VAE, GANModule, MultiModelDDPStrategy, ShapesDataModule
 
 warnings.filterwarnings("ignore")
+
+# Count the SIGTERM broadcasts Lightning's training loop makes (MultiModelDDPStrategy thins them out).
+SIGTERM_BROADCASTS = {"count": 0}
+_lightning_sigterm_check = _TrainingEpochLoop._broadcast_sigterm_tensor
+
+
+def _counted_sigterm_check(loop: _TrainingEpochLoop) -> None:
+    SIGTERM_BROADCASTS["count"] += 1
+    _lightning_sigterm_check(loop)
+
+
+_TrainingEpochLoop._broadcast_sigterm_tensor = _counted_sigterm_check
 
 # 32 images / 2 ranks / 4 per batch = 4 batches per rank: with n_critic=2, 4 critic and 2 generator updates.
 NUM_IMAGES, BATCH_SIZE = 32, 4
@@ -104,6 +117,7 @@ def run(config: str, rank: int, out_dir: Path) -> dict:
         num_sanity_val_steps=0, logger=False, enable_checkpointing=config == "wgan_gp_ema", enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=str(out_dir / config), callbacks=[record],
     )
+    SIGTERM_BROADCASTS["count"] = 0
     trainer.fit(module, datamodule=data)
     sizes = {name: sum(p.numel() for p in net.parameters() if p.requires_grad) for name, net in module.ddp_networks().items()}
     return {
@@ -120,6 +134,8 @@ def run(config: str, rank: int, out_dir: Path) -> dict:
         "sizes": sizes,
         "allreduced": {name: c["elements"] for name, c in counters.items()} if counters else None,
         "noise": torch.randn(3, generator=module._noise_rng).tolist(),
+        "batches": trainer.fit_loop.epoch_loop.batch_progress.total.completed,
+        "sigterm_broadcasts": SIGTERM_BROADCASTS["count"],
     }
 
 

@@ -76,6 +76,9 @@ def test_two_processes_agree_and_each_backward_all_reduces_only_the_stepping_net
         # 4 batches per rank; the generator steps every n_critic-th batch.
         assert (a["generator_step"], a["discriminator_step"]) == (generator_steps, discriminator_steps)
         assert any("generator_ema" in name for name in a["params"]) == (config in ("wgan_gp_ema", "bf16"))
+        # Lightning's per-batch SIGTERM broadcast (a collective and a host read) runs on the first batch only
+        # here (every 50th), on both ranks alike.
+        assert a["batches"] == 4 and a["sigterm_broadcasts"] == b["sigterm_broadcasts"] == 1
 
     # The comm hook counted what each wrapper all-reduced: each network only in its own updates.
     for config in ("wgan_gp_ema", "r1", "bf16"):
