@@ -498,3 +498,10 @@ def test_cli_usage_errors_name_the_fix(tmp_path, capsys):
     assert "model.init_args.los" in capsys.readouterr().err
     assert sweep_main(["--report-only", "--out", str(tmp_path / "nothing")]) == 2
     assert "no study" in capsys.readouterr().err
+    # A different sweep on an existing storage is refused with the fix, with one worker or several.
+    out = str(tmp_path / "taken")
+    create_or_join(SweepSpec(configs=(gan,), settings=tiny_settings(tmp_path), seeds=(0,)), f"{out}/study.journal")
+    for workers in ("1", "2"):
+        argv = ["--config", gan, "--generator-steps", "2", "--grid", "model.n_critic=1,2", "--out", out]
+        assert sweep_main([*argv, "--workers", workers, "--accelerator", "cpu"]) == 2
+        assert "holds a different sweep" in capsys.readouterr().err

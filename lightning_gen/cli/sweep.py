@@ -334,8 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"lightning-gen sweep: error: {error}", file=sys.stderr)
         return 2
-    if len(groups) > 1:
-        # Create the study (and enqueue a grid) here, once, so the workers find it ready.
+    try:
+        # Created (and a grid enqueued) here, once, before any worker starts, so the workers find it ready.
         sweep = create_or_join(
             spec,
             location,
@@ -344,22 +344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             sampler=args.sampler,
             pruner_startup_trials=args.pruner_startup_trials,
         )
+    except (ValueError, TimeoutError) as error:
+        print(f"lightning-gen sweep: error: {error}", file=sys.stderr)
+        return 2
+    if len(groups) > 1:
         code = _launch_workers(argv, groups, runs_dir)
     else:
         if groups[0] is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
             os.environ["CUDA_VISIBLE_DEVICES"] = groups[0]  # this worker's share, inherited by its trial processes
-        try:
-            sweep = create_or_join(
-                spec,
-                location,
-                args.study_name,
-                pruner=args.pruner,
-                sampler=args.sampler,
-                pruner_startup_trials=args.pruner_startup_trials,
-            )
-        except (ValueError, TimeoutError) as error:
-            print(f"lightning-gen sweep: error: {error}", file=sys.stderr)
-            return 2
         if args.retry_failed:
             enqueue_retries(sweep)
         stale = stale_trials(sweep)
