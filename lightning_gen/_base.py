@@ -236,7 +236,9 @@ class GenerativeModule(HubMixin, pl.LightningModule):
     # Optimizers and schedulers.
     def _default_adam(self, params: Any, lr: float, betas: Any) -> torch.optim.Adam:
         """Adam with the fastest implementation the device has: ``fused`` where torch has a kernel, else ``foreach``."""
-        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **self._adam_implementation())
+        # float(): torch refuses betas mixing int and float, and ``(0, 0.99)`` is how people write them.
+        betas = tuple(float(beta) for beta in betas)
+        return torch.optim.Adam(params, lr=float(lr), betas=betas, **self._adam_implementation())
 
     def _adam_implementation(self) -> dict[str, bool]:
         try:

@@ -24,6 +24,17 @@ def test_default_module_builds_dcgan_networks():
     assert model.sample(2, seed=1).shape == (2, 3, 64, 64)
 
 
+@pytest.mark.parametrize("module", ["gan", "vae"])
+def test_adam_betas_written_with_an_integer_zero_are_accepted(module):
+    # torch.optim.Adam raises "betas must be either both floats or both Tensors" for (0, 0.99).
+    from lightning_gen import VAE
+
+    model = GANModule(**TINY, betas_g=(0, 0.99), betas_d=[0, 0.99]) if module == "gan" else VAE(image_size=16, latent_dim=8, width=8, betas=(0, 0.99))
+    for optimizer in model.configure_optimizers():
+        optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+        assert optimizer.defaults["betas"] == (0.0, 0.99)
+
+
 class RecordHalfSteps(L.Callback):
     """Snapshots both networks (and their gradients) before each optimizer step, and after the last batch."""
 
