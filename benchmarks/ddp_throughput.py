@@ -309,6 +309,12 @@ def main() -> None:
         worker(args)
         return
     # The launching process only starts the workers.
+    if args.device == "cuda" and args.processes > torch.cuda.device_count():
+        # NCCL refuses two ranks on one GPU ("Duplicate GPU detected"), after minutes of start-up.
+        sys.exit(
+            f"--processes {args.processes} needs {args.processes} GPUs, {torch.cuda.device_count()} visible; "
+            f"on one GPU, --processes 1 measures the strategy's per-step overhead (no traffic to overlap)."
+        )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.processes}", __file__, *sys.argv[1:]]
     sys.exit(subprocess.run(command).returncode)
 
