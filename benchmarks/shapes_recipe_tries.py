@@ -36,7 +36,7 @@ class ScoreEvery(pl.Callback):
     def __init__(self, evaluator: ShapesEvaluator, every: int, out: Path, name: str) -> None:
         self.evaluator, self.every, self.out, self.name = evaluator, every, out, name
         self.started = time.perf_counter()
-        self.log = (out / f"{name}.jsonl").open("w")
+        self.jsonl = (out / f"{name}.jsonl").open("w")
 
     @torch.no_grad()
     def score(self, generator: torch.nn.Module, latent_dim: int) -> dict:
@@ -64,8 +64,8 @@ class ScoreEvery(pl.Callback):
         record["raw"] = self.score(module.generator, module.hparams.latent_dim)
         torch.save(module.state_dict(), self.out / f"{self.name}_{done}.pt")
         print(json.dumps(record), flush=True)
-        self.log.write(json.dumps(record) + "\n")
-        self.log.flush()
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
 
 
 def main() -> None:
