@@ -148,6 +148,26 @@ def test_noise_and_a_single_shape_generator_score_badly(shapes, held_out_result,
     assert circles.fsd > 10 * held_out_result.fsd
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known weakness of shapes-classifier-v1: pixel noise of 13/255 turns half of the triangles into stars "
+    "(benchmarks/RESULTS.md, 'Robustness'); the retrains that fixed it cost confidence on clean images, so v1 stays",
+)
+def test_mild_pixel_noise_does_not_change_the_shape_distribution(shapes, held_out_result, real_payloads):
+    # A generator's samples are rarely noise-free. Noise of 13/255 leaves every shape plain to see, and the
+    # shape shares must stay the data's.
+    _, held_out, labels = shapes
+    noise = torch.randn(held_out[:2000].shape, generator=torch.Generator().manual_seed(0)) * 13
+    noisy = (held_out[:2000].float() + noise).round().clamp(0, 255).to(torch.uint8)
+    _, logits = load_shapes_classifier()(prepare_shapes_images(noisy))
+    for kind in range(3):
+        assert (logits["shape"].argmax(1)[labels[:2000] == kind] == kind).float().mean().item() > 0.95, kind
+    result = score(real_payloads, noisy)
+    assert result.factors["shape"].tv < 0.05 and result.factors["shape"].generated["star"] < 0.02
+    assert result.validity > 0.7  # softer than clean images (0.99), still mostly confident
+
+
 def test_a_generator_that_drops_triangles_shows_it_per_kind(shapes, held_out_result, cache_dir):
     real, held_out, labels = shapes
     generator = ImageBank(held_out[labels != 2])
