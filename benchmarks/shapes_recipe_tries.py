@@ -6,7 +6,7 @@ goes to stdout and ``OUT/<name>.jsonl``, the module's state dict to ``OUT/<name>
 are the recipe's (``zoo/dcgan-shapes32/recipe.yaml``: 32 px RGB, latent 64, width 32, 20,000 images, batch 64).
 
     python benchmarks/shapes_recipe_tries.py NAME '{"r1_weight": 0.1, "d_norm": "none", "width": 48}' \\
-        --epochs 20 --every 1000 [--data '{"batch_size": 32}']
+        --epochs 20 --every 1000 [--data '{"batch_size": 32}'] [--generator upsample] [--discriminator mbstd]
 
 Used for the recipe tries of issue 12 in ``benchmarks/RESULTS.md``; one thread per run.
 """
@@ -24,6 +24,7 @@ import torch
 from lightning_gen import GANModule
 from lightning_gen.data import ShapesDataModule
 from lightning_gen.metrics.shapes import ShapesEvaluator
+from try_networks import MinibatchStdDiscriminator, UpsampleGenerator  # beside this script
 
 RECIPE_MODEL = {"image_size": 32, "channels": 3, "latent_dim": 64, "width": 32, "ema_decay": 0.999}
 RECIPE_DATA = {"image_size": 32, "num_images": 20_000, "batch_size": 64, "seed": 0, "num_workers": 0}
@@ -76,6 +77,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--every", type=int, default=600, help="batches between scores")
     parser.add_argument("--out", type=Path, default=Path("runs/shapes_recipe_tries"))
+    parser.add_argument("--generator", choices=("dcgan", "upsample"), default="dcgan", help="upsample: try_networks.py")
+    parser.add_argument("--discriminator", choices=("dcgan", "mbstd"), default="dcgan", help="mbstd: try_networks.py")
+    parser.add_argument("--limit-batches", type=int, default=None, help="batches per epoch (a quick check)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -84,9 +88,15 @@ def main() -> None:
     evaluator = ShapesEvaluator()
     real = data.split_dataset("train")
     evaluator.update_real(torch.stack([real[i][0] for i in range(min(NUM_REAL, len(real)))]))
-    model = GANModule(**{**RECIPE_MODEL, **args.model})
+    settings = {**RECIPE_MODEL, **args.model}
+    networks = {}
+    if args.generator == "upsample":
+        networks["generator"] = UpsampleGenerator(settings["latent_dim"], settings["width"])
+    if args.discriminator == "mbstd":
+        networks["discriminator"] = MinibatchStdDiscriminator(settings["width"])
+    model = GANModule(**settings, **networks)
     trainer = pl.Trainer(
-        max_epochs=args.epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        max_epochs=args.epochs, limit_train_batches=args.limit_batches, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, callbacks=[ScoreEvery(evaluator, args.every, args.out, args.name)],
         default_root_dir=str(args.out / args.name),
     )  # fmt: skip
