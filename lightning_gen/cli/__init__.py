@@ -16,6 +16,7 @@ from typing import Any, Sequence
 # name -> (module, function, one-line help). Each function takes argv (without the command) and returns an exit code.
 COMMANDS = {
     "sample": ("lightning_gen.cli.sample", "main", "write a grid or individual PNGs from a checkpoint or zoo model"),
+    "make-digits": ("lightning_gen.data.digits", "make_digits_main", "write the built-in MNIST digits as a folder per class"),
     "make-shapes": ("lightning_gen.data.shapes", "make_shapes_main", "write the procedural shapes data as an image folder"),
     "fid": ("lightning_gen.cli.fid", "main", "FID / IS / KID / precision-recall between two image sources, as JSON"),
     "fid-stats": ("lightning_gen.cli.fid", "stats_main", "write an image source's FID statistics (mu, sigma) to a .npz"),
