@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from lightning_gen.data.stacked_mnist import NUM_MODES, StackedMNISTDataModule, StackedMNISTDataset, prepare_digits, stacked_mode
+from lightning_gen.data.stacked_mnist import NUM_MODES, StackedMNISTDataModule, StackedMNISTDataset, frame_digits, stacked_mode
 from lightning_gen.metrics.stacked_mnist import count_modes, mode_coverage, predict_channel_digits
 
 
@@ -60,19 +60,19 @@ def test_every_mode_occurs_and_the_data_is_close_to_uniform():
     assert coverage.reverse_kl == pytest.approx(999 / 24_000, rel=0.25)
 
 
-def test_prepare_digits_accepts_mnist_layouts_and_names_bad_input():
+def test_frame_digits_accepts_mnist_layouts_and_names_bad_input():
     digits, labels = _digits()
     for layout in (digits, digits[:, None], torch.nn.functional.pad(digits, (2, 2, 2, 2))):
-        framed, _ = prepare_digits(layout, labels)
-        assert framed.shape == (30, 32, 32) and torch.equal(framed, prepare_digits(digits, labels)[0])
+        framed, _ = frame_digits(layout, labels)
+        assert framed.shape == (30, 32, 32) and torch.equal(framed, frame_digits(digits, labels)[0])
     with pytest.raises(ValueError, match="digits must be a uint8 tensor"):
-        prepare_digits(digits.float(), labels)
+        frame_digits(digits.float(), labels)
     with pytest.raises(ValueError, match=r"shape \(N, 28, 28\), \(N, 32, 32\).*\(30, 3, 28, 28\)"):
-        prepare_digits(digits[:, None].expand(-1, 3, -1, -1), labels)
+        frame_digits(digits[:, None].expand(-1, 3, -1, -1), labels)
     with pytest.raises(ValueError, match="30 digits and 29 labels"):
-        prepare_digits(digits, labels[:-1])
+        frame_digits(digits, labels[:-1])
     with pytest.raises(ValueError, match=r"0..9, got the range 10..10"):
-        prepare_digits(digits, labels.clone().fill_(10))
+        frame_digits(digits, labels.clone().fill_(10))
 
 
 def test_data_module_batches_splits_and_order():
@@ -139,3 +139,13 @@ def test_count_modes_against_hand_computation():
         count_modes(torch.tensor([[0, 1, 10]]))
     with pytest.raises(ValueError, match=r"shape \(N, 3\)"):
         count_modes(torch.zeros(2, 2, dtype=torch.long))
+
+
+def test_default_stacks_the_built_in_training_digits_only():
+    from lightning_gen.data import DigitsDataset
+
+    dm = StackedMNISTDataModule(num_images=50, batch_size=10)
+    train = DigitsDataset("train", image_size=32)
+    assert torch.equal(dm.digits, train.images[:, 0]) and torch.equal(dm.digit_labels, train.labels)
+    images, modes = next(iter(dm.train_dataloader()))
+    assert images.shape == (10, 3, 32, 32) and int(modes.max()) < NUM_MODES

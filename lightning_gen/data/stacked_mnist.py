@@ -35,8 +35,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_gen.data._base import ImageDataModuleBase, check_fraction, check_positive_int
 from lightning_gen.data._sampling import EpochItemDataset, derive_seed
+from lightning_gen.data.digits import collate_pairs
 
-__all__ = ["NUM_MODES", "StackedMNISTDataModule", "StackedMNISTDataset", "prepare_digits", "stacked_mode"]
+__all__ = ["NUM_MODES", "StackedMNISTDataModule", "StackedMNISTDataset", "frame_digits", "stacked_mode"]
 
 NUM_MODES = 1000
 IMAGE_SIZE = 32
@@ -53,13 +54,13 @@ def stacked_mode(red: int | Tensor, green: int | Tensor, blue: int | Tensor) -> 
     return 100 * red + 10 * green + blue
 
 
-def prepare_digits(digits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+def frame_digits(digits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Check and frame digit images: uint8 ``(N, 28, 28)``, ``(N, 1, 28, 28)`` or 32x32 -> uint8 ``(N, 32, 32)``.
 
     Returns the framed digits and the labels as int64 ``(N,)`` in 0..9.
 
     Example:
-        >>> framed, labels = prepare_digits(torch.full((2, 1, 28, 28), 255, dtype=torch.uint8), torch.tensor([1, 2]))
+        >>> framed, labels = frame_digits(torch.full((2, 1, 28, 28), 255, dtype=torch.uint8), torch.tensor([1, 2]))
         >>> framed.shape, framed[0, 0, 0].item(), framed[0, 2, 2].item()
         (torch.Size([2, 32, 32]), 0, 255)
     """
@@ -92,7 +93,7 @@ class StackedMNISTDataset(Dataset):
     """
 
     def __init__(self, digits: Tensor, labels: Tensor, num_images: int = 100_000, seed: int = 0, start: int = 0) -> None:
-        self.digits, self.labels = prepare_digits(digits, labels)
+        self.digits, self.labels = frame_digits(digits, labels)
         self.num_images = check_positive_int("num_images", num_images)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
@@ -149,7 +150,9 @@ class StackedMNISTDataModule(ImageDataModuleBase):
 
     Args:
         digits: ``(images, labels)`` of the digits to stack (see :class:`StackedMNISTDataset`), or a
-            map-style dataset whose items are ``(uint8 image, label)``.
+            map-style dataset whose items are ``(uint8 image, label)``; ``None`` (the default, and what the
+            command line uses) stacks the built-in digits' training split (4,000 MNIST digits), so the
+            held-out test digits stay unseen by the generator and by the classifier that counts the modes.
         num_images: stacked images, training plus validation.
         batch_size: images per batch.
         val_fraction: share of the images held out for validation, in [0, 1); the validation images
@@ -168,7 +171,7 @@ class StackedMNISTDataModule(ImageDataModuleBase):
 
     def __init__(
         self,
-        digits: tuple[Tensor, Tensor] | Dataset,
+        digits: tuple[Tensor, Tensor] | Dataset | None = None,
         num_images: int = 100_000,
         batch_size: int = 64,
         val_fraction: float = 0.02,
@@ -176,7 +179,11 @@ class StackedMNISTDataModule(ImageDataModuleBase):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        self.digits, self.digit_labels = prepare_digits(*_digit_tensors(digits))
+        if digits is None:
+            from lightning_gen.data.digits import load_digits
+
+            digits = load_digits("train")
+        self.digits, self.digit_labels = frame_digits(*_digit_tensors(digits))
         self.image_size, self.channels = IMAGE_SIZE, 3
         self.num_images = check_positive_int("num_images", num_images)
         self.batch_size = check_positive_int("batch_size", batch_size)
@@ -220,7 +227,7 @@ class StackedMNISTDataModule(ImageDataModuleBase):
         return DataLoader(
             EpochItemDataset(dataset, seed=self.seed, random_flip=False),
             sampler=self._training_sampler(len(dataset)),
-            collate_fn=_collate_pairs,
+            collate_fn=collate_pairs,
             drop_last=len(dataset) >= options["batch_size"],
             **options,
         )
@@ -229,7 +236,7 @@ class StackedMNISTDataModule(ImageDataModuleBase):
         dataset = self.split_dataset("val")
         if dataset is None:
             return []
-        return DataLoader(dataset, shuffle=False, collate_fn=_collate_pairs, **self._loader_options())
+        return DataLoader(dataset, shuffle=False, collate_fn=collate_pairs, **self._loader_options())
 
 
 def _digit_tensors(digits: tuple[Tensor, Tensor] | Dataset) -> tuple[Tensor, Tensor]:
@@ -240,6 +247,3 @@ def _digit_tensors(digits: tuple[Tensor, Tensor] | Dataset) -> tuple[Tensor, Ten
         return torch.stack([torch.as_tensor(image) for image, _ in items]), torch.tensor([int(label) for _, label in items])
     raise ValueError(f"digits must be (images, labels) tensors or a dataset of (image, label) items, got {type(digits).__name__}.")
 
-
-def _collate_pairs(samples: list[tuple[Tensor, Any]]) -> tuple[Tensor, Tensor]:
-    return torch.stack([image for image, _ in samples]), torch.tensor([int(label) for _, label in samples], dtype=torch.long)
