@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import torch
 from torch import Tensor
