@@ -24,7 +24,8 @@ from lightning_gen.metrics.callbacks import (
     InceptionScoreCallback,
     KIDCallback,
 )
-from lightning_gen.metrics.digits import DigitsEvaluator, DigitsMetricResult, DigitsMetricsCallback, evaluate_digits
+from lightning_gen.metrics.digits import DigitsEvaluator, DigitsMetricResult, evaluate_digits
+from lightning_gen.metrics.digits_callback import DigitsMetricsCallback
 from lightning_gen.metrics.digits_classifier import (
     DIGITS_CLASSIFIER_SHA256,
     DIGITS_CLASSIFIER_WEIGHTS,

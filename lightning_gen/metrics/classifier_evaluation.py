@@ -8,6 +8,7 @@ the same way; that lives here. What is counted and how the numbers come out stay
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,14 +18,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from lightning_gen._images import to_uint8
 from lightning_gen.metrics.cache import RealStatisticsCache
 
 __all__ = [
     "CLASSIFIER_NUMERICS",
     "INCEPTION_ONLY_ARGUMENTS",
     "CacheIdentity",
+    "ClassifierEvaluator",
     "RealBatches",
     "add_real_side",
+    "check_fake_images",
+    "check_real_images",
     "generated_batches",
     "metric_versions",
     "open_model",
@@ -162,3 +167,90 @@ def add_real_side(
         update(images, labels)
     if cache is not None:
         cache.save(key, {"kind": "fid", "source": description, **evaluator.real_payloads()["fid"]})
+
+
+def check_real_images(images: Tensor) -> None:
+    """Real images must be uint8, as the data modules yield them."""
+    if images.dtype != torch.uint8:
+        raise TypeError(
+            f"Real images must be uint8 (N, C, H, W) in [0, 255] as lightning-gen data loaders yield them, got "
+            f"{images.dtype}. Convert [0, 1] floats with (x * 255).round().to(torch.uint8)."
+        )
+
+
+def check_fake_images(images: Tensor) -> None:
+    """Generated images are float in [-1, 1] (quantized by rounding, as for FID) or uint8."""
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise TypeError(f"Expected uint8 images or float images in [-1, 1], got dtype {images.dtype}.")
+
+
+class ClassifierEvaluator:
+    """Base of the shapes and digits evaluators: an FD on a classifier's features plus counts of its readings.
+
+    Holds the feature network, FID's running sums on its features (``fid``), the real and generated counts (two
+    ``torchmetrics.Metric`` built by ``make_counts``) and the real-statistics cache identity. It has
+    :class:`~lightning_gen.metrics.evaluator.MetricEvaluator`'s interface (``real_payloads``,
+    ``load_real_payloads``, ``reset_fake``, ``to``), so the callback machinery and ``evaluate()`` drive it;
+    subclasses add ``update_real`` / ``update_fake`` and ``compute``.
+
+    Args:
+        network: The classifier as a feature network (``predict`` -> features, logits; ``weights_sha256``).
+        name: The classifier's protocol name.
+        resize: The preprocessing, as recorded in the protocol.
+        layout: Name and version of the cached payload (part of the cache key).
+        make_counts: Builds one counts metric (with ``state()`` / ``load_state()``).
+        device: Where the classifier runs and the states live.
+    """
+
+    needs_real = True
+    #: Key of the counts inside the cached "fid" payload.
+    counts_key = "counts"
+
+    def __init__(
+        self, network: Any, *, name: str, resize: str, layout: str, make_counts: Callable[[], Any], device: Any = "cpu"
+    ) -> None:
+        from lightning_gen.metrics.statistics import StandardFID
+
+        self.network = network
+        fingerprint = hashlib.sha256(f"{network.weights_sha256}:{layout}".encode()).hexdigest()
+        self.extractor = CacheIdentity(name, fingerprint, resize)
+        self.fid = StandardFID(network.num_features)  # the FD: FID's running sums on the classifier features
+        self.kid = self.inception_score = None  # what MetricEvaluator's callers look for
+        self.real_counts = make_counts()
+        self.fake_counts = make_counts()
+        self.device = torch.device("cpu")
+        self.to(device)
+
+    def to(self, device: torch.device | str) -> ClassifierEvaluator:
+        """Move the classifier and the states to ``device``."""
+        self.device = torch.device(device)
+        for module in (self.network, self.fid, self.real_counts, self.fake_counts):
+            module.to(self.device)
+        return self
+
+    def _predict(self, images: Tensor, real: bool) -> tuple[Tensor, Any]:
+        """Quantize, classify, add the features to the FD; returns the uint8 images and the logits."""
+        images = to_uint8(images.to(self.device, non_blocking=True))
+        features, logits = self.network.predict(images)
+        self.fid.update(features, real=real)
+        return images, logits
+
+    def real_payloads(self) -> dict[str, dict[str, Any]]:
+        """Real statistics of all processes (a collective), for the cache: FID sums plus the real counts."""
+        with self.fid.sync_context(), self.real_counts.sync_context():
+            return {"fid": {**self.fid.real_state(), self.counts_key: self.real_counts.state()}}
+
+    def load_real_payloads(self, payloads: dict[str, dict[str, Any]]) -> None:
+        """Install cached real statistics (in a distributed run on one process only; the others keep zeros)."""
+        self.fid.load_real_state(payloads["fid"])
+        self.real_counts.load_state(payloads["fid"][self.counts_key])
+
+    def reset_fake(self) -> None:
+        """Forget the generated images; the real statistics stay."""
+        self.fid.reset()
+        self.fake_counts.reset()
+
+    def _real_metrics(self) -> dict[str, Any]:
+        # The cache kinds with real-side state, as MetricEvaluator names them: the counts travel in the "fid"
+        # payload (see real_payloads), keyed by an extractor fingerprint of their own.
+        return {"fid": self.fid}

@@ -18,38 +18,36 @@ inside the package, sha256-pinned; the 1,000 test digits are never trained on) r
 
 Protocol: images are uint8 (N, C, H, W), C in {1, 3} (RGB is averaged to grey), any size; see
 :func:`~lightning_gen.metrics.digits_classifier.prepare_digits_images`. Labels are mapped to digits through the
-data's class names, so a folder of only ``3`` and ``7`` works too. Use :class:`DigitsMetricsCallback` during
-training, :func:`evaluate_digits` standalone, ``feature_extractor="digits"`` / ``lightning-gen fid --extractor
-digits`` for the FD and class coverage between any two sources.
+data's class names, so a folder of only ``3`` and ``7`` works too. Use
+:class:`~lightning_gen.metrics.digits_callback.DigitsMetricsCallback` during training, :func:`evaluate_digits`
+standalone, ``feature_extractor="digits"`` / ``lightning-gen fid --extractor digits`` for the FD and class coverage
+between any two sources.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from lightning_gen._images import to_uint8
 from lightning_gen.data.digits import DIGIT_CLASSES
-from lightning_gen.metrics.callbacks import GenerativeMetricsCallback
 from lightning_gen.metrics.classifier_evaluation import (
     CLASSIFIER_NUMERICS,
-    CacheIdentity,
+    ClassifierEvaluator,
     add_real_side,
+    check_fake_images,
+    check_real_images,
     generated_batches,
     metric_versions,
     open_model,
     real_batches,
-    reject_inception_arguments,
 )
 from lightning_gen.metrics.digits_classifier import (
     DIGITS_CLASSIFIER_NAME,
@@ -61,13 +59,11 @@ from lightning_gen.metrics.digits_classifier import (
 )
 from lightning_gen.metrics.features import FeatureExtractor
 from lightning_gen.metrics.protocol import Protocol
-from lightning_gen.metrics.statistics import StandardFID
 
 __all__ = [
     "CLASS_MIN_SHARE",
     "DigitsEvaluator",
     "DigitsMetricResult",
-    "DigitsMetricsCallback",
     "DigitsProtocol",
     "balanced_labels",
     "digit_of_label",
@@ -263,7 +259,7 @@ class DigitsMetricResult:
         )
 
 
-class DigitsEvaluator:
+class DigitsEvaluator(ClassifierEvaluator):
     """Accumulates real and generated images and computes a :class:`DigitsMetricResult`.
 
     It has :class:`~lightning_gen.metrics.evaluator.MetricEvaluator`'s interface (``update_real``, ``update_fake``,
@@ -286,7 +282,7 @@ class DigitsEvaluator:
         (True, True)
     """
 
-    needs_real = True
+    counts_key = "class_counts"
 
     def __init__(
         self,
@@ -300,68 +296,31 @@ class DigitsEvaluator:
             raise ValueError(f"validity_threshold must be a probability in (0, 1), got {validity_threshold!r}.")
         if not 0.0 < class_min_share < 1.0:
             raise ValueError(f"class_min_share must be in (0, 1), got {class_min_share!r}.")
-        self.network = network if network is not None else DigitsFeatureNetwork()
         self.validity_threshold = validity_threshold
         self.class_min_share = class_min_share
-        layout = hashlib.sha256(f"{self.network.weights_sha256}:digits-fd+class-counts:v1".encode()).hexdigest()
-        self.extractor = CacheIdentity(DIGITS_CLASSIFIER_NAME, layout, DIGITS_RESIZE)
-        self.fid = StandardFID(self.network.num_features)  # the digits FD: FID's running sums on classifier features
-        self.kid = self.inception_score = None  # what MetricEvaluator's callers look for
-        self.real_counts = _ClassCounts(validity_threshold)
-        self.fake_counts = _ClassCounts(validity_threshold)
         self.sample_labels: str | None = None  # protocol default: how the callback labels conditional samples
-        self.device = torch.device("cpu")
-        self.to(device)
-
-    def to(self, device: torch.device | str) -> DigitsEvaluator:
-        """Move the classifier and the states to ``device``."""
-        self.device = torch.device(device)
-        for module in (self.network, self.fid, self.real_counts, self.fake_counts):
-            module.to(self.device)
-        return self
+        super().__init__(
+            network if network is not None else DigitsFeatureNetwork(), name=DIGITS_CLASSIFIER_NAME,
+            resize=DIGITS_RESIZE, layout="digits-fd+class-counts:v1",
+            make_counts=lambda: _ClassCounts(validity_threshold), device=device,
+        )
 
     def _update(self, images: Tensor, digits: Tensor | None, real: bool) -> None:
-        images = to_uint8(images.to(self.device, non_blocking=True))
         if digits is not None and digits.shape != (images.shape[0],):
             raise ValueError(f"Expected one digit label per image ({images.shape[0]}), got shape {tuple(digits.shape)}.")
-        features, logits = self.network.predict(images)
-        self.fid.update(features, real=real)
+        _, logits = self._predict(images, real=real)
         (self.real_counts if real else self.fake_counts).update(logits, digits)
 
     def update_real(self, images: Tensor, digits: Tensor | None = None) -> None:
         """Add real images, uint8 (N, C, H, W) as the data modules yield them, and the digit each shows if known."""
-        if images.dtype != torch.uint8:
-            raise TypeError(
-                f"Real images must be uint8 (N, C, H, W) in [0, 255] as lightning-gen data loaders yield them, got "
-                f"{images.dtype}. Convert [0, 1] floats with (x * 255).round().to(torch.uint8)."
-            )
+        check_real_images(images)
         self._update(images, digits, real=True)
 
     def update_fake(self, images: Tensor, digits: Tensor | None = None) -> None:
         """Add generated images (float in [-1, 1], quantized by rounding as for FID, or uint8) and, for a
         conditional model, the digit each was drawn for."""
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise TypeError(f"Expected uint8 images or float images in [-1, 1], got dtype {images.dtype}.")
+        check_fake_images(images)
         self._update(images, digits, real=False)
-
-    def real_payloads(self) -> dict[str, dict[str, Any]]:
-        """Real statistics of all processes (a collective), for the cache: FID sums plus the class counts."""
-        with self.fid.sync_context(), self.real_counts.sync_context():
-            return {"fid": {**self.fid.real_state(), "class_counts": self.real_counts.state()}}
-
-    def load_real_payloads(self, payloads: dict[str, dict[str, Any]]) -> None:
-        """Install cached real statistics (in a distributed run on one process only; the others keep zeros)."""
-        self.fid.load_real_state(payloads["fid"])
-        self.real_counts.load_state(payloads["fid"]["class_counts"])
-
-    def reset_fake(self) -> None:
-        """Forget the generated images; the real statistics stay."""
-        self.fid.reset()
-        self.fake_counts.reset()
-
-    def _real_metrics(self) -> dict[str, Any]:
-        # The cache kinds with real-side state, as MetricEvaluator names them; the class counts travel in "fid".
-        return {"fid": self.fid}
 
     def compute(self, **context: Any) -> DigitsMetricResult:
         """The metrics over everything added so far (on all processes: a collective).
@@ -419,135 +378,12 @@ class DigitsEvaluator:
         )  # fmt: skip
 
 
-class DigitsMetricsCallback(GenerativeMetricsCallback):
-    """Log digits FD, conditional accuracy, class coverage and validity of the generator's samples during training.
-
-    Logged (with ``prefix``, default ``val/``): ``digits_fd`` (on the progress bar), ``class_tv``,
-    ``class_coverage``, ``validity``, ``conditional_accuracy`` (conditional models), ``real_accuracy`` (labelled
-    real digits) and ``class_share_<digit>``. Each evaluation is appended with its distributions and protocol to
-    ``digits_metrics.jsonl`` in ``trainer.log_dir``; at the end of fit process 0 prints a one-line summary.
-
-    The real side is the data module's ``split``: by default ``"val"``, which for
-    :class:`~lightning_gen.data.DigitsDataModule` is the 1,000 held-out test digits (never trained on) and for an
-    :class:`~lightning_gen.data.ImageFolderDataModule` of digit folders (``0`` ... ``9``, e.g. from
-    ``lightning-gen make-digits``) its validation files. Labels are read as digits through the data module's
-    ``class_names``. A conditional model's samples are drawn with balanced labels (sample ``i`` gets label
-    ``i % num_classes``, the same on any number of processes).
-
-    Schedule, sample seeds, ``num_real``, the real-statistics cache and the DDP reduction are those of
-    :class:`~lightning_gen.metrics.GenerativeMetricsCallback`; the classifier is cheap, so the cost is generating
-    ``num_samples`` images.
-
-    Args:
-        num_samples: Generated images per evaluation. Sampling noise alone gives a class TV of about 0.04 at 1,000
-            (0.012 at 10,000) and a conditional-accuracy standard error of about 0.005 near 0.97.
-        split: Data module split of the real digits (default ``"val"``).
-        validity_threshold: See :data:`~lightning_gen.metrics.digits_classifier.DIGITS_VALIDITY_THRESHOLD`.
-        class_min_share: See :data:`CLASS_MIN_SHARE`.
-        weights: Classifier weights file; default the shipped one.
-        expected_sha256: Required sha256 of ``weights`` (default: the shipped file's pin; ``None``: no check).
-        protocol_file: File name in ``trainer.log_dir`` for one JSON line per evaluation; ``None`` disables it.
-        print_summary: Print the last evaluation's :meth:`DigitsMetricResult.summary` at the end of fit.
-        **kwargs: ``every_n_epochs``, ``every_n_steps``, ``num_real``, ``batch_size``, ``seed``, ``cache_dir``,
-            ``use_cache``, ``progress``, ``prefix``: see :class:`GenerativeMetricsCallback`.
-
-    Example:
-        >>> from lightning.pytorch.callbacks import ModelCheckpoint
-        >>> callbacks = [DigitsMetricsCallback(every_n_epochs=1, num_samples=1000),
-        ...              ModelCheckpoint(monitor="val/conditional_accuracy", mode="max")]
-    """
-
-    def __init__(
-        self,
-        *,
-        num_samples: int = 1_000,
-        split: str = "val",
-        validity_threshold: float = DIGITS_VALIDITY_THRESHOLD,
-        class_min_share: float = CLASS_MIN_SHARE,
-        weights: str | os.PathLike | None = None,
-        expected_sha256: str | None = DIGITS_CLASSIFIER_SHA256,
-        protocol_file: str | None = "digits_metrics.jsonl",
-        print_summary: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        reject_inception_arguments(type(self).__name__, kwargs)
-        super().__init__(fid=True, num_samples=num_samples, split=split, protocol_file=protocol_file, **kwargs)
-        # Checked now, not at the first evaluation an epoch later.
-        self._network = digits_feature_network(weights, expected_sha256=expected_sha256)
-        self._digits_settings = {"validity_threshold": validity_threshold, "class_min_share": class_min_share}
-        DigitsEvaluator(self._network, **self._digits_settings)  # validates the settings
-        self.print_summary = print_summary
-        self._real_digits: Tensor | None = None
-        self._sample_digits: Tensor | None = None
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage not in ("fit", "validate"):
-            return
-        if not callable(getattr(pl_module, "sample", None)):
-            raise TypeError(
-                f"{type(self).__name__} needs a module with sample(n, seed=None) returning images in [-1, 1]; "
-                f"{type(pl_module).__name__} has none."
-            )
-        class_names = _class_names(trainer.datamodule)
-        # Real labels count as digits only when the data names its classes by digit; otherwise no real_accuracy.
-        self._real_digits = None
-        if class_names and all(str(name) in DIGIT_CLASSES for name in class_names):
-            self._real_digits = digit_of_label(class_names, len(class_names))
-        num_classes = int(getattr(pl_module, "num_classes", 0) or 0)
-        self._sample_digits = digit_of_label(class_names, num_classes) if num_classes else None
-        # A fresh evaluator per run: real statistics belong to this run's data module.
-        self._evaluator = DigitsEvaluator(self._network, **self._digits_settings)
-        self._evaluator.sample_labels = BALANCED_LABELS if num_classes else None
-        self._real_ready = False
-
-    def _generated_batches(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Iterator[Any]:
-        if self._sample_digits is None:
-            yield from super()._generated_batches(trainer, pl_module)
-            return
-        # As the base class shards batches, with the labels of the global sample positions: balanced overall and
-        # the same samples on any number of processes.
-        num_batches = -(-self.num_samples // self.batch_size)
-        rank, world = trainer.global_rank, trainer.world_size
-        for index in range(rank * num_batches // world, (rank + 1) * num_batches // world):
-            start = index * self.batch_size
-            size = min(self.batch_size, self.num_samples - start)
-            labels = (torch.arange(start, start + size) % len(self._sample_digits)).to(pl_module.device)
-            yield pl_module.sample(size, seed=self.seed + index, labels=labels), self._sample_digits[labels.cpu()]
-
-    def _add_fake(self, evaluator: Any, batch: Any) -> None:
-        if isinstance(batch, tuple):
-            evaluator.update_fake(*batch)
-        else:
-            evaluator.update_fake(batch)
-
-    def _add_real(self, images: Tensor, labels: Tensor | None) -> None:
-        digits = None if labels is None or self._real_digits is None else self._real_digits[labels.cpu().long()]
-        self._evaluator.update_real(images, digits)
-
-    def _log(self, pl_module: pl.LightningModule, result: DigitsMetricResult) -> None:
-        for name, value in result.scalars().items():
-            # Every process holds the same value (computed from reduced states); see GenerativeMetricsCallback.
-            pl_module.log(f"{self.prefix}{name}", value, prog_bar=name == "digits_fd", sync_dist=True, batch_size=1)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.print_summary and self.last_result is not None and trainer.is_global_zero:
-            print(f"{type(self).__name__}: {self.last_result.summary()}")
-
-
-def _class_names(datamodule: Any) -> list[str] | None:
-    try:
-        names = getattr(datamodule, "class_names", None)
-    except NotImplementedError:  # lightning-gen's base data module declares it without defining it
-        return None
-    return [str(name) for name in names] if names else None
-
-
 def digits_feature_extractor(weights: str | os.PathLike | None = None, download: bool = True) -> FeatureExtractor:
     """The classifier's penultimate features as a named extractor (``feature_extractor="digits"``).
 
     FID computed with it *is* the digits FD. With :func:`~lightning_gen.metrics.evaluate` the result also carries
     class coverage and validity; conditional accuracy needs the labels the samples were drawn for: use
-    :func:`evaluate_digits` or :class:`DigitsMetricsCallback`.
+    :func:`evaluate_digits` or :class:`~lightning_gen.metrics.digits_callback.DigitsMetricsCallback`.
 
     Args:
         weights: Weights file; default the shipped one, whose sha256 is checked. A file you name yourself is not

@@ -27,7 +27,6 @@ Use :class:`ShapesMetricsCallback` during training and :func:`evaluate_shapes` s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -40,12 +39,14 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from lightning_gen._images import log_image_grid, to_uint8
+from lightning_gen._images import log_image_grid
 from lightning_gen.metrics.callbacks import GenerativeMetricsCallback
 from lightning_gen.metrics.classifier_evaluation import (
     CLASSIFIER_NUMERICS,
-    CacheIdentity,
+    ClassifierEvaluator,
     add_real_side,
+    check_fake_images,
+    check_real_images,
     generated_batches,
     metric_versions,
     open_model,
@@ -64,7 +65,6 @@ from lightning_gen.metrics.shapes_classifier import (
     shapes_feature_network,
     sort_by_predicted_shape,
 )
-from lightning_gen.metrics.statistics import StandardFID
 
 __all__ = [
     "VALIDITY_THRESHOLD",
@@ -200,7 +200,7 @@ class ShapesMetricResult:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-class ShapesEvaluator:
+class ShapesEvaluator(ClassifierEvaluator):
     """Accumulates real and generated images and computes :class:`ShapesMetricResult` (FSD, validity, coverage).
 
     It has :class:`~lightning_gen.metrics.evaluator.MetricEvaluator`'s interface (``update_real``, ``update_fake``,
@@ -237,67 +237,27 @@ class ShapesEvaluator:
             raise ValueError(f"validity_threshold must be a probability in (0, 1), got {validity_threshold!r}.")
         if not 0.0 < value_min_share < 1.0:
             raise ValueError(f"value_min_share must be in (0, 1), got {value_min_share!r}.")
-        self.network = network if network is not None else ShapesFeatureNetwork()
         self.validity_threshold = validity_threshold
         self.value_min_share = value_min_share
-        layout = hashlib.sha256(f"{self.network.weights_sha256}:fsd+factor-counts:v1".encode()).hexdigest()
-        self.extractor = CacheIdentity(SHAPES_CLASSIFIER_NAME, layout, SHAPES_RESIZE)
-        self.fid = StandardFID(self.network.num_features)  # the FSD: FID's running sums on the classifier features
-        self.kid = self.inception_score = None  # what MetricEvaluator's callers look for
-        self.real_counts = _FactorCounts(validity_threshold)
-        self.fake_counts = _FactorCounts(validity_threshold)
-        self.device = torch.device("cpu")
-        self.to(device)
+        super().__init__(
+            network if network is not None else ShapesFeatureNetwork(), name=SHAPES_CLASSIFIER_NAME,
+            resize=SHAPES_RESIZE, layout="fsd+factor-counts:v1", make_counts=lambda: _FactorCounts(validity_threshold),
+            device=device,
+        )
 
-    needs_real = True
-
-    def to(self, device: torch.device | str) -> ShapesEvaluator:
-        """Move the classifier and the states to ``device``."""
-        self.device = torch.device(device)
-        for module in (self.network, self.fid, self.real_counts, self.fake_counts):
-            module.to(self.device)
-        return self
-
-    def _update(self, images: Tensor, real: bool) -> None:
-        images = to_uint8(images.to(self.device, non_blocking=True))
-        features, logits = self.network.predict(images)
-        self.fid.update(features, real=real)
-        (self.real_counts if real else self.fake_counts).update(logits, colour_visible=images.shape[1] == 3)
+    counts_key = "factor_counts"
 
     def update_real(self, images: Tensor) -> None:
         """Add real images: uint8 (N, C, H, W), the data modules' format."""
-        if images.dtype != torch.uint8:
-            raise TypeError(
-                f"Real images must be uint8 (N, C, H, W) in [0, 255] as lightning-gen data loaders yield them, got "
-                f"{images.dtype}. Convert [0, 1] floats with (x * 255).round().to(torch.uint8)."
-            )
-        self._update(images, real=True)
+        check_real_images(images)
+        images, logits = self._predict(images, real=True)
+        self.real_counts.update(logits, colour_visible=images.shape[1] == 3)
 
     def update_fake(self, images: Tensor) -> None:
         """Add generated images: float (N, C, H, W) in [-1, 1] (quantized by rounding, as for FID) or uint8."""
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise TypeError(f"Expected uint8 images or float images in [-1, 1], got dtype {images.dtype}.")
-        self._update(images, real=False)
-
-    def real_payloads(self) -> dict[str, dict[str, Any]]:
-        """Real statistics of all processes (a collective), for the cache: FID sums plus the factor counts."""
-        with self.fid.sync_context(), self.real_counts.sync_context():
-            return {"fid": {**self.fid.real_state(), "factor_counts": self.real_counts.state()}}
-
-    def load_real_payloads(self, payloads: dict[str, dict[str, Any]]) -> None:
-        """Install cached real statistics (in a distributed run on one process only; the others keep zeros)."""
-        self.fid.load_real_state(payloads["fid"])
-        self.real_counts.load_state(payloads["fid"]["factor_counts"])
-
-    def reset_fake(self) -> None:
-        """Forget the generated images; the real statistics stay."""
-        self.fid.reset()
-        self.fake_counts.reset()
-
-    def _real_metrics(self) -> dict[str, Any]:
-        # The cache kinds with real-side state, as MetricEvaluator names them: the factor counts travel in the
-        # "fid" payload (see real_payloads), keyed by an extractor fingerprint of their own.
-        return {"fid": self.fid}
+        check_fake_images(images)
+        images, logits = self._predict(images, real=False)
+        self.fake_counts.update(logits, colour_visible=images.shape[1] == 3)
 
     def compute(self, **context: Any) -> ShapesMetricResult:
         """The metrics over everything added so far (on all processes: a collective).
