@@ -5,6 +5,11 @@ images. :class:`SeedDataModule` feeds seeds ``start .. start + n - 1`` and :clas
 each predicted image as ``<out_dir>/<seed>.png``, so image ``s`` is the same as ``model.sample(1, seed=s)``
 whatever the batch size, device or number of processes (each DDP rank writes its own seeds).
 
+For a class-conditional model, ``SeedDataModule(labels="0-9", per_class=N)`` pairs each seed with a label (the
+first ``N`` seeds label 0, and so on) and the writer puts each image in a class subfolder,
+``<out_dir>/<class>/<seed>.png``, that :class:`~lightning_gen.data.ImageFolderDataModule` reads back with the same
+labels (folder names as :func:`~lightning_gen.sampling.class_folder_names` gives them).
+
 Example:
     >>> import lightning as L, tempfile, pathlib
     >>> from lightning_gen import GANModule
@@ -19,6 +24,11 @@ From the command line (``--trainer.callbacks`` takes the writer like any callbac
 
     lightning-gen predict --config zoo/dcgan-shapes32/recipe.yaml --ckpt_path last.ckpt \\
         --data SeedDataModule --data.n 1000 \\
+        --trainer.callbacks+=lightning_gen.predict.ImageWriter --trainer.callbacks.out_dir synthetic/
+
+    # class-conditional: 100 images of each digit in synthetic/0 ... synthetic/9
+    lightning-gen predict --config zoo/dcgan-digits32/recipe.yaml --ckpt_path last.ckpt \\
+        --data SeedDataModule --data.labels 0-9 --data.per_class 100 \\
         --trainer.callbacks+=lightning_gen.predict.ImageWriter --trainer.callbacks.out_dir synthetic/
 """
 
@@ -37,35 +47,97 @@ from lightning_gen._images import save_images
 
 
 class SeedDataModule(pl.LightningDataModule):
-    """Integer seeds ``start, ..., start + n - 1`` in batches, for ``trainer.predict``.
+    """Integer seeds ``start, ..., start + n - 1`` in batches, for ``trainer.predict``; with labels for a
+    class-conditional model.
 
     Args:
-        n: number of images to predict.
+        n: number of images to predict (with ``labels``: default ``per_class`` times the number of labels).
         start: the first seed.
         batch_size: seeds per batch (images generated per forward pass).
+        labels: classes to draw, e.g. ``"0-9"``, ``"0,3,7"``, ``"all"`` or a list of ints; seeds are then paired
+            with labels, ``per_class`` consecutive seeds per label, and batches are ``(seeds, labels)``.
+        per_class: images per label (default ``n`` divided by the number of labels, else 8).
+
+    Example:
+        >>> dm = SeedDataModule(labels="0-2", per_class=2)
+        >>> dm.hparams.n, dm.labels_of_seeds().tolist()
+        (6, [0, 0, 1, 1, 2, 2])
     """
 
-    def __init__(self, n: int = 64, start: int = 0, batch_size: int = 256):
+    def __init__(
+        self,
+        n: int | None = None,
+        start: int = 0,
+        batch_size: int = 256,
+        labels: str | list[int] | None = None,
+        per_class: int | None = None,
+    ):
         super().__init__()
-        if n < 1 or batch_size < 1 or start < 0:
-            raise ValueError(f"n and batch_size must be >= 1 and start >= 0, got n={n}, batch_size={batch_size}, start={start}.")
+        if labels is None and per_class is not None:
+            raise ValueError(f"per_class={per_class} needs labels (e.g. labels='0-9').")
+        self._labels = None if labels is None else self._parse(labels)
+        if self._labels is not None:
+            if per_class is None:
+                if n is not None and n % len(self._labels):
+                    raise ValueError(f"n={n} does not split into {len(self._labels)} labels; pass per_class or a multiple.")
+                per_class = 8 if n is None else n // len(self._labels)
+            if n is not None and n != per_class * len(self._labels):
+                raise ValueError(f"n={n} contradicts per_class={per_class} x {len(self._labels)} labels; give one of them.")
+            n = per_class * len(self._labels)
+        n = 64 if n is None else n
+        if n < 1 or batch_size < 1 or start < 0 or (per_class is not None and per_class < 1):
+            raise ValueError(
+                f"n, batch_size and per_class must be >= 1 and start >= 0, got n={n}, batch_size={batch_size}, "
+                f"per_class={per_class}, start={start}."
+            )
         self.save_hyperparameters()
+        self.hparams.n, self.hparams.per_class = n, per_class
+
+    @staticmethod
+    def _parse(labels: str | list[int]) -> str | list[int]:
+        if isinstance(labels, str):
+            return labels
+        return [int(label) for label in labels]
+
+    def _label_list(self, num_classes: int) -> list[int]:
+        from lightning_gen.sampling import parse_labels
+
+        spec = self._labels if isinstance(self._labels, str) else ",".join(str(label) for label in self._labels)
+        return parse_labels(spec, num_classes)
+
+    def labels_of_seeds(self, num_classes: int | None = None) -> torch.Tensor:
+        """The label of each seed (label-major: ``per_class`` seeds per label), checked against ``num_classes``
+        (default: the model's, when attached to a trainer; else only parsed)."""
+        if num_classes is None:
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            num_classes = getattr(module, "num_classes", None) if module is not None else None
+        if num_classes is None and self._labels == "all":
+            raise ValueError("labels='all' needs the model's number of classes: attach the data module to a trainer.")
+        labels = self._label_list(num_classes if num_classes is not None else 1 << 30)
+        return torch.tensor(labels).repeat_interleave(self.hparams.per_class)
 
     def predict_dataloader(self) -> DataLoader:
         seeds = torch.arange(self.hparams.start, self.hparams.start + self.hparams.n)
-        return DataLoader(seeds, batch_size=self.hparams.batch_size, shuffle=False)
+        if self._labels is None:
+            return DataLoader(seeds, batch_size=self.hparams.batch_size, shuffle=False)
+        dataset = torch.utils.data.TensorDataset(seeds, self.labels_of_seeds())
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=False)
 
 
 class ImageWriter(BasePredictionWriter):
-    """Save every predicted image as ``<out_dir>/<seed>.png`` (the batch's seeds; its index for latents).
+    """Save every predicted image as ``<out_dir>/<seed>.png`` (the batch's seeds; its index for latents), or
+    ``<out_dir>/<class>/<seed>.png`` when batches carry labels (``SeedDataModule(labels=...)``).
 
     Args:
         out_dir: folder for the PNG files (created).
+        class_names: folder name of each label; default the model's ``class_names`` attribute if it has one, else
+            the label index (see :func:`~lightning_gen.sampling.class_folder_names`).
     """
 
-    def __init__(self, out_dir: str | os.PathLike):
+    def __init__(self, out_dir: str | os.PathLike, class_names: list[str] | None = None):
         super().__init__(write_interval="batch")
         self.out_dir = Path(out_dir)
+        self.class_names = class_names
 
     def write_on_batch_end(
         self,
@@ -82,6 +154,12 @@ class ImageWriter(BasePredictionWriter):
             names = [int(s) for s in torch.as_tensor(inputs).flatten().tolist()]
         else:  # latents: number the images by their position in the dataset
             names = list(batch_indices) if batch_indices else list(range(batch_idx * len(prediction), (batch_idx + 1) * len(prediction)))
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for name, image in zip(names, prediction.cpu()):
-            save_images(image[None], self.out_dir, start_index=name)
+        folders = [self.out_dir] * len(names)
+        if isinstance(batch, (tuple, list)) and len(batch) > 1:
+            from lightning_gen.sampling import class_folder_names
+
+            num_classes = int(getattr(pl_module, "num_classes", 0) or 0)
+            classes = class_folder_names(num_classes, self.class_names or getattr(pl_module, "class_names", None))
+            folders = [self.out_dir / classes[int(label)] for label in torch.as_tensor(batch[1]).tolist()]
+        for name, folder, image in zip(names, folders, prediction.cpu()):
+            save_images(image[None], folder, start_index=name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -123,5 +124,106 @@ def write_samples(
         for chunk in module.iter_samples(n, seed=seed, batch_size=batch_size):
             save_images(chunk.cpu(), out_dir, start_index=written)
             written += chunk.shape[0]
+            bar.update(chunk.shape[0])
+    return written
+
+
+def parse_labels(spec: str, num_classes: int) -> list[int]:
+    """Class labels from a command-line spec: ``"0-9"``, ``"0,3,7"`` or both (``"0-2,7"``), checked against the model.
+
+    Args:
+        spec: Comma-separated labels and inclusive ranges ``a-b``; ``"all"`` means every class.
+        num_classes: The model's number of classes (0: unconditional).
+
+    Raises:
+        ValueError: The model is unconditional, the spec does not parse, or a label is out of range.
+
+    Example:
+        >>> parse_labels("0-2,7", 10), parse_labels("all", 3)
+        ([0, 1, 2, 7], [0, 1, 2])
+    """
+    if not num_classes:
+        raise ValueError(
+            f"labels={spec!r} given, but the model is unconditional (num_classes=0): it cannot draw a chosen class. "
+            "Drop the labels, or train a class-conditional model (e.g. GANModule(num_classes=10) on DigitsDataModule)."
+        )
+    if spec.strip().lower() == "all":
+        return list(range(num_classes))
+    labels: list[int] = []
+    for part in (p.strip() for p in spec.split(",")):
+        first, dash, last = part.partition("-")
+        if not (first.isdigit() and (last.isdigit() if dash else True)) or (dash and int(last) < int(first)):
+            raise ValueError(
+                f"Cannot read labels {spec!r} (at {part!r}): expected comma-separated labels and increasing ranges "
+                "such as '0-9' or '0,3,7'."
+            )
+        labels += list(range(int(first), int(last) + 1)) if dash else [int(first)]
+    bad = [label for label in labels if not 0 <= label < num_classes]
+    if bad or not labels:
+        raise ValueError(
+            f"Label(s) {bad or spec!r} out of range: the model has {num_classes} classes, labels 0-{num_classes - 1}. "
+            f"Pass e.g. '0-{num_classes - 1}' or a subset."
+        )
+    return labels
+
+
+def class_folder_names(num_classes: int, class_names: Sequence[str] | None = None) -> list[str]:
+    """Folder name of each label, so ``ImageFolderDataModule`` (which sorts class folders) reads the labels back.
+
+    The data's class names when known and already in sorted order (e.g. ``"0"`` ... ``"9"``); otherwise the label
+    index, zero-padded so that names sort as numbers (``"00"`` ... ``"11"`` for 12 classes).
+
+    Example:
+        >>> class_folder_names(3, ["cat", "dog", "emu"]), class_folder_names(12)[:2], class_folder_names(2, ["b", "a"])
+        (['cat', 'dog', 'emu'], ['00', '01'], ['0', '1'])
+    """
+    names = [str(name) for name in class_names] if class_names else None
+    if names and len(names) == num_classes and names == sorted(names) and len(set(names)) == num_classes:
+        return names
+    width = len(str(max(num_classes - 1, 0)))
+    return [f"{label:0{width}d}" for label in range(num_classes)]
+
+
+def write_class_samples(
+    module: GenerativeModule,
+    out_dir: str | os.PathLike,
+    labels: Sequence[int],
+    per_class: int,
+    seed: int | None = None,
+    batch_size: int = 256,
+    class_names: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Write ``per_class`` samples of each label into ``out_dir/<class>/000000.png, ...``.
+
+    The folders read back with :class:`~lightning_gen.data.ImageFolderDataModule` with the same labels (see
+    :func:`class_folder_names`; ``class_names`` default to the module's ``class_names`` attribute, if any). The
+    images are those of ``module.sample(len(labels) * per_class, seed, labels=<each label per_class times>)``.
+
+    Returns:
+        Images written per class folder.
+
+    Example:
+        >>> import tempfile
+        >>> from lightning_gen import GANModule
+        >>> model = GANModule(image_size=16, latent_dim=4, width=4, num_classes=3)
+        >>> write_class_samples(model, tempfile.mkdtemp(), [0, 2], per_class=2, seed=0, progress=False)
+        {'0': 2, '2': 2}
+    """
+    from tqdm.auto import tqdm
+
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}.")
+    names = class_folder_names(module.num_classes, class_names or getattr(module, "class_names", None))
+    requested = torch.tensor(list(labels)).repeat_interleave(per_class)
+    written: dict[str, int] = {}
+    done = 0
+    with tqdm(total=len(requested), unit="img", desc="sampling", disable=not progress) as bar:
+        for chunk in module.iter_samples(len(requested), seed=seed, labels=requested, batch_size=batch_size):
+            for image, label in zip(chunk.cpu(), requested[done : done + chunk.shape[0]].tolist()):
+                name = names[label]
+                save_images(image[None], Path(out_dir) / name, start_index=written.get(name, 0))
+                written[name] = written.get(name, 0) + 1
+            done += chunk.shape[0]
             bar.update(chunk.shape[0])
     return written

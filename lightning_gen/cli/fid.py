@@ -3,7 +3,8 @@
 Thin argument parsing over :func:`lightning_gen.metrics.evaluate` and
 :func:`lightning_gen.metrics.compute_statistics`; every number and every protocol field comes from there. Results
 are printed as JSON (values plus the protocol record); with ``--extractor shapes`` that JSON also holds ``fsd``,
-``validity``, ``real_validity`` and the per-factor coverage (``factors``).
+``validity``, ``real_validity`` and the per-factor coverage (``factors``); with ``--extractor digits`` ``digits_fd``,
+``class_tv``, ``class_coverage``, ``validity`` and the class shares.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _add_reading_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=None, help="resize folder images like ImageFolderDataModule(image_size=N): shorter side, centre crop (default: native size)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
-    parser.add_argument("--extractor", default=None, help="feature extractor: inception-v3-compat (default, comparable with papers), dinov2-vit-l-14 (FD_DINOv2), dinov2-vit-b-14, dinov2-vit-s-14, shapes (procedural shapes data only: the FID is then the Frechet Shapes Distance, and `lightning-gen fid` also prints it as fsd, with validity, real_validity and per-factor coverage under factors, unless a side is a .npz), ...")
+    parser.add_argument("--extractor", default=None, help="feature extractor: inception-v3-compat (default, comparable with papers), dinov2-vit-l-14 (FD_DINOv2), dinov2-vit-b-14, dinov2-vit-s-14, shapes (procedural shapes data only: the FID is then the Frechet Shapes Distance, and `lightning-gen fid` also prints it as fsd, with validity, real_validity and per-factor coverage under factors, unless a side is a .npz), digits (handwritten digits, e.g. a `make-digits` folder: the FID is then the digits FD, also printed as digits_fd, with class_tv, class_coverage, validity and the class shares), ...")
     parser.add_argument("--weights", default=None, help="weights file of the extractor (default: its environment variable, then the torch hub cache, then download)")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing weights")
     parser.add_argument("--seed", type=int, default=0, help="base seed of generated samples (default: 0)")

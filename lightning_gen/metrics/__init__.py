@@ -24,6 +24,13 @@ from lightning_gen.metrics.callbacks import (
     InceptionScoreCallback,
     KIDCallback,
 )
+from lightning_gen.metrics.digits import DigitsEvaluator, DigitsMetricResult, evaluate_digits
+from lightning_gen.metrics.digits_callback import DigitsMetricsCallback
+from lightning_gen.metrics.digits_classifier import (
+    DIGITS_CLASSIFIER_SHA256,
+    DIGITS_CLASSIFIER_WEIGHTS,
+    load_digits_classifier,
+)
 from lightning_gen.metrics.evaluate import compute_statistics, evaluate
 from lightning_gen.metrics.evaluator import MetricEvaluator
 from lightning_gen.metrics.extractors import available_extractors, build_extractor, register_extractor
@@ -53,6 +60,11 @@ from lightning_gen.metrics.statistics import (
 from lightning_gen.metrics.statistics_file import FIDStatistics, load_statistics, save_statistics
 
 __all__ = [
+    "DIGITS_CLASSIFIER_SHA256",
+    "DIGITS_CLASSIFIER_WEIGHTS",
+    "DigitsEvaluator",
+    "DigitsMetricResult",
+    "DigitsMetricsCallback",
     "FIDCallback",
     "FIDStatistics",
     "FeatureExtractor",
@@ -82,9 +94,11 @@ __all__ = [
     "compute_statistics",
     "default_cache_dir",
     "evaluate",
+    "evaluate_digits",
     "evaluate_shapes",
     "folder_fingerprint",
     "frechet_distance",
+    "load_digits_classifier",
     "load_shapes_classifier",
     "load_statistics",
     "prdc_from_features",

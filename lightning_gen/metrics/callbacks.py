@@ -307,8 +307,8 @@ class GenerativeMetricsCallback(Callback):
         pl_module.eval()
         try:
             with torch.no_grad():
-                for images in self._progress(trainer, self._generated_batches(trainer, pl_module), "generating"):
-                    evaluator.update_fake(images)
+                for batch in self._progress(trainer, self._generated_batches(trainer, pl_module), "generating"):
+                    self._add_fake(evaluator, batch)
         finally:
             for module, mode in modes:
                 module.training = mode
@@ -454,16 +454,25 @@ class GenerativeMetricsCallback(Callback):
         limit = total if total is not None else self.num_real
         seen = 0
         for batch in self._progress(trainer, batches, "real statistics"):
-            images = _images_of(batch)
+            images, labels = _images_of(batch), _labels_of(batch)
             if limit is not None and seen + images.shape[0] > limit:
                 images = images[: limit - seen]
-            self._evaluator.update_real(images)
+                labels = None if labels is None else labels[: limit - seen]
+            self._add_real(images, labels)
             seen += images.shape[0]
             if limit is not None and seen >= limit:
                 break
         if total is None:
             total = trainer.strategy.broadcast(seen)
         return total
+
+    def _add_real(self, images: Tensor, labels: Tensor | None) -> None:
+        """Add one batch of real images (and their labels, when the loader gives them) to the evaluator."""
+        self._evaluator.update_real(images)
+
+    def _add_fake(self, evaluator: MetricEvaluator, batch: Any) -> None:
+        """Add one item of :meth:`_generated_batches` (a batch of images here) to the evaluator."""
+        evaluator.update_fake(batch)
 
     def _progress(self, trainer: pl.Trainer, iterable: Any, what: str) -> Any:
         if not (self.progress and trainer.is_global_zero and trainer.progress_bar_callback is not None):
@@ -516,6 +525,12 @@ def _images_of(batch: Any) -> Tensor:
         f"Expected real batches to be images or (images, labels) tuples, got {type(batch).__name__}; the data "
         f"module's loader should yield uint8 (B, C, H, W) tensors."
     )
+
+
+def _labels_of(batch: Any) -> Tensor | None:
+    if isinstance(batch, (tuple, list)) and len(batch) > 1 and isinstance(batch[1], Tensor):
+        return batch[1]
+    return None
 
 
 class FIDCallback(GenerativeMetricsCallback):

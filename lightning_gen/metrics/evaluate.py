@@ -8,7 +8,7 @@ Either side may be an image folder, a ``.npz`` statistics file, a Lightning chec
 real image folder are cached on disk (see ``cache.py``). KID, IS and PRDC never block FID: with too few samples
 KID uses the largest valid subsets and IS / PRDC are skipped, each with a warning and a note in the protocol.
 With the shapes classifier (``feature_extractor="shapes"``) the result also carries validity and factor coverage
-(see ``shapes_fid.py``).
+(see ``shapes_fid.py``); with the digits classifier (``"digits"``) class coverage and validity (``digits_fid.py``).
 
 Not here: distributed evaluation (use the callbacks inside a ``Trainer`` for that).
 """
@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_gen.metrics.cache import RealStatisticsCache
+from lightning_gen.metrics.digits_classifier import DIGITS_CLASSIFIER_NAME
 from lightning_gen.metrics.evaluator import MetricEvaluator, versions
 from lightning_gen.metrics.extractors import build_extractor
 from lightning_gen.metrics.features import FeatureExtractor
@@ -103,7 +104,10 @@ def evaluate(
             distributions), as :func:`~lightning_gen.metrics.evaluate_shapes` computes them; the result is then
             a :class:`~lightning_gen.metrics.shapes_fid.ShapesFIDResult` whose protocol records the validity
             threshold and the factors scored. With a ``.npz`` side only the FSD can be computed (the protocol
-            notes say so).
+            notes say so). ``"digits"`` (handwritten digits) likewise makes ``fid`` the digits FD, also
+            returned as ``digits_fd``, with class coverage and validity (a
+            :class:`~lightning_gen.metrics.digits_fid.DigitsFIDResult`); conditional accuracy needs the
+            samples' labels: :func:`~lightning_gen.metrics.evaluate_digits`.
         cache_dir: Directory of the real-statistics cache; default ``$LIGHTNING_GEN_CACHE/metrics`` or
             ``~/.cache/lightning_gen/metrics``.
         use_cache: Read and write the cache (folders only: other sources are not fingerprinted).
@@ -119,8 +123,8 @@ def evaluate(
         progress: Show progress bars on stderr.
 
     Returns:
-        The values and their protocol (a :class:`~lightning_gen.metrics.shapes_fid.ShapesFIDResult`, a subclass,
-        for the shapes extractor).
+        The values and their protocol (a :class:`~lightning_gen.metrics.shapes_fid.ShapesFIDResult` or
+        :class:`~lightning_gen.metrics.digits_fid.DigitsFIDResult`, subclasses, for the classifier extractors).
 
     Raises:
         MissingInceptionWeightsError: The Inception weights are missing (message says where to get them).
@@ -156,6 +160,10 @@ def evaluate(
             from lightning_gen.metrics.shapes_fid import fsd_only
 
             result = fsd_only(result, "validity and factor coverage not computed: both sides are statistics files")
+        elif result.protocol.extractor == DIGITS_CLASSIFIER_NAME:
+            from lightning_gen.metrics.digits_fid import DIGITS_COUNTS, digits_fd_only
+
+            result = digits_fd_only(result, f"{DIGITS_COUNTS} not computed: both sides are statistics files")
         return result
 
     extractor = build_extractor(feature_extractor, weights=weights, download=download)
@@ -193,6 +201,13 @@ def _build_evaluator(
         if is_shapes_extractor(extractor):
             obstacle = factor_counts_obstacle(metrics, real, fake)
             return ShapesMetricEvaluator(extractor, without_factors=obstacle, **requested, **settings)
+    if extractor.name == DIGITS_CLASSIFIER_NAME:
+        from lightning_gen.metrics.classifier_fid import counts_obstacle
+        from lightning_gen.metrics.digits_fid import DIGITS_COUNTS, DigitsMetricEvaluator, is_digits_extractor
+
+        if is_digits_extractor(extractor):
+            obstacle = counts_obstacle(metrics, real, fake, DIGITS_COUNTS)
+            return DigitsMetricEvaluator(extractor, without_counts=obstacle, **requested, **settings)
     return MetricEvaluator(extractor, **requested, **settings)
 
 

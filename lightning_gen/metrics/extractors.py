@@ -12,7 +12,7 @@ module does not compute metrics.
 
 Example:
     >>> from lightning_gen.metrics.extractors import available_extractors
-    >>> available_extractors()[:2]
+    >>> [name for name in available_extractors() if name.startswith("dinov2")][:2]
     ['dinov2-vit-b-14', 'dinov2-vit-l-14']
 """
 
@@ -41,6 +41,8 @@ _REGISTRY: dict[str, ExtractorFactory | str] = {
     # Helper H5's shapes classifier registers itself as "shapes" from lightning_gen.metrics.shapes; this entry
     # imports that module on first use so "--extractor shapes" works without importing it elsewhere.
     "shapes": "lightning_gen.metrics.shapes:shapes_feature_extractor",
+    # The digits classifier (digits.py): FID with it is the digits FD.
+    "digits": "lightning_gen.metrics.digits:digits_feature_extractor",
 }
 # Short names people type; each resolves to a registered name.
 _ALIASES = {"inception": INCEPTION_NAME, "inception-v3": INCEPTION_NAME, "fid-inception": INCEPTION_NAME}

@@ -27,23 +27,32 @@ Use :class:`ShapesMetricsCallback` during training and :func:`evaluate_shapes` s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 from torchmetrics import Metric
 
-from lightning_gen._images import log_image_grid, to_uint8
-from lightning_gen.metrics.cache import RealStatisticsCache
+from lightning_gen._images import log_image_grid
 from lightning_gen.metrics.callbacks import GenerativeMetricsCallback
+from lightning_gen.metrics.classifier_evaluation import (
+    CLASSIFIER_NUMERICS,
+    ClassifierEvaluator,
+    add_real_side,
+    check_fake_images,
+    check_real_images,
+    generated_batches,
+    metric_versions,
+    open_model,
+    real_batches,
+    reject_inception_arguments,
+)
 from lightning_gen.metrics.features import FeatureExtractor
 from lightning_gen.metrics.protocol import Protocol
 from lightning_gen.metrics.shapes_classifier import (
@@ -56,7 +65,6 @@ from lightning_gen.metrics.shapes_classifier import (
     shapes_feature_network,
     sort_by_predicted_shape,
 )
-from lightning_gen.metrics.statistics import StandardFID
 
 __all__ = [
     "VALIDITY_THRESHOLD",
@@ -72,8 +80,6 @@ __all__ = [
 ]
 
 
-# How the classifier computes, for the protocol: float16 weights widened to float32, float32 arithmetic.
-_NUMERICS = {"weights_dtype": "float16", "dtype": "float32"}
 #: A factor value counts as one the data has when at least this share of the real images is predicted as it (so a
 #: rare misclassification of real images does not create a "data value" the generator is blamed for missing).
 VALUE_MIN_SHARE = 0.01
@@ -194,17 +200,7 @@ class ShapesMetricResult:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-@dataclass(frozen=True)
-class _CacheIdentity:
-    """What the real-statistics cache and the protocol need to know about the extractor."""
-
-    name: str
-    fingerprint: str  # cache key part: the weights' sha256 and the payload layout, so FID-only entries never match
-    resize: str
-    standard: bool = False
-
-
-class ShapesEvaluator:
+class ShapesEvaluator(ClassifierEvaluator):
     """Accumulates real and generated images and computes :class:`ShapesMetricResult` (FSD, validity, coverage).
 
     It has :class:`~lightning_gen.metrics.evaluator.MetricEvaluator`'s interface (``update_real``, ``update_fake``,
@@ -241,67 +237,27 @@ class ShapesEvaluator:
             raise ValueError(f"validity_threshold must be a probability in (0, 1), got {validity_threshold!r}.")
         if not 0.0 < value_min_share < 1.0:
             raise ValueError(f"value_min_share must be in (0, 1), got {value_min_share!r}.")
-        self.network = network if network is not None else ShapesFeatureNetwork()
         self.validity_threshold = validity_threshold
         self.value_min_share = value_min_share
-        layout = hashlib.sha256(f"{self.network.weights_sha256}:fsd+factor-counts:v1".encode()).hexdigest()
-        self.extractor = _CacheIdentity(SHAPES_CLASSIFIER_NAME, layout, SHAPES_RESIZE)
-        self.fid = StandardFID(self.network.num_features)  # the FSD: FID's running sums on the classifier features
-        self.kid = self.inception_score = None  # what MetricEvaluator's callers look for
-        self.real_counts = _FactorCounts(validity_threshold)
-        self.fake_counts = _FactorCounts(validity_threshold)
-        self.device = torch.device("cpu")
-        self.to(device)
+        super().__init__(
+            network if network is not None else ShapesFeatureNetwork(), name=SHAPES_CLASSIFIER_NAME,
+            resize=SHAPES_RESIZE, layout="fsd+factor-counts:v1", make_counts=lambda: _FactorCounts(validity_threshold),
+            device=device,
+        )
 
-    needs_real = True
-
-    def to(self, device: torch.device | str) -> ShapesEvaluator:
-        """Move the classifier and the states to ``device``."""
-        self.device = torch.device(device)
-        for module in (self.network, self.fid, self.real_counts, self.fake_counts):
-            module.to(self.device)
-        return self
-
-    def _update(self, images: Tensor, real: bool) -> None:
-        images = to_uint8(images.to(self.device, non_blocking=True))
-        features, logits = self.network.predict(images)
-        self.fid.update(features, real=real)
-        (self.real_counts if real else self.fake_counts).update(logits, colour_visible=images.shape[1] == 3)
+    counts_key = "factor_counts"
 
     def update_real(self, images: Tensor) -> None:
         """Add real images: uint8 (N, C, H, W), the data modules' format."""
-        if images.dtype != torch.uint8:
-            raise TypeError(
-                f"Real images must be uint8 (N, C, H, W) in [0, 255] as lightning-gen data loaders yield them, got "
-                f"{images.dtype}. Convert [0, 1] floats with (x * 255).round().to(torch.uint8)."
-            )
-        self._update(images, real=True)
+        check_real_images(images)
+        images, logits = self._predict(images, real=True)
+        self.real_counts.update(logits, colour_visible=images.shape[1] == 3)
 
     def update_fake(self, images: Tensor) -> None:
         """Add generated images: float (N, C, H, W) in [-1, 1] (quantized by rounding, as for FID) or uint8."""
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise TypeError(f"Expected uint8 images or float images in [-1, 1], got dtype {images.dtype}.")
-        self._update(images, real=False)
-
-    def real_payloads(self) -> dict[str, dict[str, Any]]:
-        """Real statistics of all processes (a collective), for the cache: FID sums plus the factor counts."""
-        with self.fid.sync_context(), self.real_counts.sync_context():
-            return {"fid": {**self.fid.real_state(), "factor_counts": self.real_counts.state()}}
-
-    def load_real_payloads(self, payloads: dict[str, dict[str, Any]]) -> None:
-        """Install cached real statistics (in a distributed run on one process only; the others keep zeros)."""
-        self.fid.load_real_state(payloads["fid"])
-        self.real_counts.load_state(payloads["fid"]["factor_counts"])
-
-    def reset_fake(self) -> None:
-        """Forget the generated images; the real statistics stay."""
-        self.fid.reset()
-        self.fake_counts.reset()
-
-    def _real_metrics(self) -> dict[str, Any]:
-        # The cache kinds with real-side state, as MetricEvaluator names them: the factor counts travel in the
-        # "fid" payload (see real_payloads), keyed by an extractor fingerprint of their own.
-        return {"fid": self.fid}
+        check_fake_images(images)
+        images, logits = self._predict(images, real=False)
+        self.fake_counts.update(logits, colour_visible=images.shape[1] == 3)
 
     def compute(self, **context: Any) -> ShapesMetricResult:
         """The metrics over everything added so far (on all processes: a collective).
@@ -344,8 +300,8 @@ class ShapesEvaluator:
             resize=SHAPES_RESIZE,
             n_real=n_real,
             n_fake=n_fake,
-            extractor_numerics=dict(_NUMERICS, device_type=self.device.type),
-            versions=_versions(),
+            extractor_numerics=dict(CLASSIFIER_NUMERICS, device_type=self.device.type),
+            versions=metric_versions(),
             validity_threshold=self.validity_threshold,
             value_min_share=self.value_min_share,
             factors=tuple(factors),
@@ -358,14 +314,6 @@ class ShapesEvaluator:
             real_validity=float(real["valid"] / max(float(real["images"]), 1.0)),
             factors=factors,
         )
-
-
-def _versions() -> dict[str, str]:
-    import torchmetrics
-
-    import lightning_gen
-
-    return {"lightning-gen": getattr(lightning_gen, "__version__", "unknown"), "torchmetrics": torchmetrics.__version__}
 
 
 class ShapesMetricsCallback(GenerativeMetricsCallback):
@@ -413,15 +361,7 @@ class ShapesMetricsCallback(GenerativeMetricsCallback):
         sorted_grid: int = 0,
         **kwargs: Any,
     ) -> None:
-        inception_only = ("fid", "inception_score", "kid", "precision_recall", "feature_extractor", "download",
-                          "on_missing_weights", "real_stats", "is_splits", "kid_subsets", "kid_subset_size", "prdc_k",
-                          "rng_seed")
-        unexpected = sorted(set(kwargs) & set(inception_only))
-        if unexpected:
-            raise TypeError(
-                f"ShapesMetricsCallback does not take {', '.join(unexpected)} (settings of the Inception metrics); add "
-                f"an FIDCallback next to it for FID / IS / KID / precision-recall."
-            )
+        reject_inception_arguments(type(self).__name__, kwargs)
         super().__init__(fid=True, num_samples=num_samples, protocol_file=protocol_file, **kwargs)
         # Checked now, not at the first evaluation an epoch later.
         self._network = shapes_feature_network(weights, expected_sha256=expected_sha256)
@@ -483,7 +423,7 @@ def shapes_feature_extractor(weights: str | os.PathLike | None = None, download:
         fingerprint=network.weights_sha256,
         standard=False,
         resize=SHAPES_RESIZE,
-        numerics=dict(_NUMERICS),
+        numerics=dict(CLASSIFIER_NUMERICS),
         dims=(network.num_features, network.num_features),
     )
 
@@ -534,71 +474,21 @@ def evaluate_shapes(
         value_min_share=value_min_share,
         device=device,
     )
-    real_batches, real_count, real_fingerprint, description = _real_batches(real, num_real, batch_size)
-    if real_count < 2:
-        raise ValueError(f"FSD needs at least 2 real images, {description} has {real_count}.")
-    cache = key = None
-    if use_cache and real_fingerprint is not None:
-        cache = RealStatisticsCache(cache_dir)
-        key = cache.key(
-            kind="fid", data_fingerprint=real_fingerprint, extractor_fingerprint=evaluator.extractor.fingerprint,
-            num_real=num_real,
-        )
-    payload = cache.load(key) if cache is not None else None
-    if payload is not None:
-        evaluator.load_real_payloads({"fid": payload})
-    else:
-        for images in real_batches():
-            evaluator.update_real(images)
-        if cache is not None:
-            cache.save(key, {"kind": "fid", "source": description, **evaluator.real_payloads()["fid"]})
+    batches = real_batches(real, num_real, batch_size)
+    if batches[1] < 2:
+        raise ValueError(f"FSD needs at least 2 real images, {batches[3]} has {batches[1]}.")
+    add_real_side(evaluator, batches, lambda images, _: evaluator.update_real(images), num_real=num_real,
+                  cache_dir=cache_dir, use_cache=use_cache)
     sample_seed = None
     if isinstance(fake, Tensor):
         fake_batches = fake.split(batch_size)
         fake_source = "tensor"
     else:
-        named = isinstance(fake, (str, os.PathLike))
-        fake_source = f"model: {fake}" if named else f"model: {type(fake).__name__}.sample()"
-        if isinstance(fake, (str, os.PathLike)):
-            from lightning_gen.sampling import load_generative_module
-
-            fake = load_generative_module(str(fake), device)
-        if not callable(getattr(fake, "sample", None)):
-            raise TypeError(
-                f"fake must be an image tensor, a model with sample(n, seed=...), a checkpoint path or a zoo name; "
-                f"got {type(fake).__name__}."
-            )
+        fake, fake_source = open_model(fake, device)
         sample_seed = seed
-        fake_batches = _generated(fake, num_samples, batch_size, seed)
+        fake_batches = generated_batches(fake, num_samples, batch_size, seed)
     for images in fake_batches:
         evaluator.update_fake(images)
     return evaluator.compute(
-        split=description, real_fingerprint=real_fingerprint, sample_seed=sample_seed, fake_source=fake_source
+        split=batches[3], real_fingerprint=batches[2], sample_seed=sample_seed, fake_source=fake_source
     )
-
-
-def _generated(model: Any, num_samples: int, batch_size: int, seed: int) -> Iterator[Tensor]:
-    for index, start in enumerate(range(0, num_samples, batch_size)):
-        with torch.no_grad():
-            yield model.sample(min(batch_size, num_samples - start), seed=seed + index)
-
-
-def _real_batches(real: Any, num_real: int | None, batch_size: int) -> tuple[Any, int, str | None, str]:
-    if isinstance(real, Tensor):
-        images = real[:num_real] if num_real is not None else real
-        return (lambda: images.split(batch_size)), images.shape[0], None, "real tensor"
-    if isinstance(real, Dataset) and hasattr(real, "__len__"):
-        count = len(real) if num_real is None else min(num_real, len(real))
-        fingerprint = real.fingerprint() if callable(getattr(real, "fingerprint", None)) else None
-
-        def batches() -> Any:
-            for start in range(0, count, batch_size):
-                items = [real[i] for i in range(start, min(count, start + batch_size))]
-                yield torch.stack([item[0] if isinstance(item, (tuple, list)) else item for item in items])
-
-        return batches, count, fingerprint, f"{type(real).__name__}"
-    raise TypeError(
-        f"real must be a uint8 image tensor or a map-style dataset of images (e.g. "
-        f"ShapesDataModule().split_dataset('train')), got {type(real).__name__}."
-    )
-

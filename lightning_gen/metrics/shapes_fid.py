@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from lightning_gen.metrics.evaluator import MetricEvaluator, quantize_to_uint8
-from lightning_gen.metrics.features import FeatureExtractor, Features
+from lightning_gen.metrics.classifier_fid import ClassifierMetricEvaluator, counts_obstacle
+from lightning_gen.metrics.features import FeatureExtractor
 from lightning_gen.metrics.protocol import VALUE_NAMES, MetricResult, Protocol
 from lightning_gen.metrics.shapes import (
     VALUE_MIN_SHARE,
@@ -60,15 +59,7 @@ def factor_counts_obstacle(metrics: Sequence[str], real: ImageSource | None, fak
     They need the classifier's predictions on the images of both sides, and they come with the FSD (whose state
     the counting shares).
     """
-    if "fid" not in metrics or real is None:
-        return "validity and factor coverage not computed: they come with the FSD, so request 'fid' to get them"
-    for source in (real, fake):
-        if source.kind == "statistics":
-            return (
-                f"validity and factor coverage not computed: {source.description} is a statistics file (mean and "
-                f"covariance only) and they need the classifier's predictions on images; only the FSD is reported"
-            )
-    return None
+    return counts_obstacle(metrics, real, fake, "validity and factor coverage")
 
 
 @dataclass(frozen=True)
@@ -160,13 +151,13 @@ def _shapes_protocol(protocol: Protocol, notes: list[str], **shapes_fields: Any)
     return ShapesProtocol(**{**base, "notes": notes, **shapes_fields})
 
 
-class ShapesMetricEvaluator(MetricEvaluator):
-    """:class:`~lightning_gen.metrics.evaluator.MetricEvaluator` for the shapes classifier: FID (the FSD), IS, KID
-    and PRDC as requested, plus validity and factor coverage from the same classifier pass.
+class ShapesMetricEvaluator(ClassifierMetricEvaluator):
+    """:class:`~lightning_gen.metrics.classifier_fid.ClassifierMetricEvaluator` for the shapes classifier: FID (the
+    FSD), IS, KID and PRDC as requested, plus validity and factor coverage from the same classifier pass.
 
-    The factor counting is a :class:`~lightning_gen.metrics.shapes.ShapesEvaluator` that shares this evaluator's
-    FID state, so its FSD, its cached real payload (FID sums plus real factor counts) and its numbers are those of
-    :func:`~lightning_gen.metrics.evaluate_shapes` on the same images. Single process only (``evaluate()``).
+    The factor counting is a :class:`~lightning_gen.metrics.shapes.ShapesEvaluator` (``self.shapes``) that shares
+    this evaluator's FID state, so its FSD, its cached real payload (FID sums plus real factor counts) and its
+    numbers are those of :func:`~lightning_gen.metrics.evaluate_shapes` on the same images. Single process only.
 
     Args:
         extractor: The shapes extractor (``build_extractor("shapes")``).
@@ -192,77 +183,26 @@ class ShapesMetricEvaluator(MetricEvaluator):
     ) -> None:
         if not is_shapes_extractor(extractor):
             raise ValueError(f"ShapesMetricEvaluator needs the shapes classifier extractor, got {extractor.name}.")
-        self.shapes: ShapesEvaluator | None = None  # set below; MetricEvaluator.__init__ calls self.to() first
-        super().__init__(extractor, **settings)
-        self.without_factors = without_factors
         self.validity_threshold = validity_threshold
         self.value_min_share = value_min_share
-        # Factor logits of the batch whose features were just extracted (see _features).
-        self._pending: tuple[dict[str, Tensor], bool] | None = None
-        if without_factors is None:
-            if self.fid is None:
-                raise ValueError("Validity and factor coverage come with the FSD: pass fid=True, or without_factors.")
-            self.shapes = ShapesEvaluator(
-                extractor.network, validity_threshold=validity_threshold, value_min_share=value_min_share,
-                device=self.device,
-            )
-            # One FID state for both: the FSD the ShapesEvaluator computes and caches is this evaluator's FID.
-            self.shapes.fid = self.fid
+        if without_factors is None and not settings.get("fid", True):
+            raise ValueError("Validity and factor coverage come with the FSD: pass fid=True, or without_factors.")
+        super().__init__(extractor, without_counts=without_factors, **settings)
+        self.without_factors = without_factors
 
     @property
-    def cache_fingerprint(self) -> str:
-        # Real payloads that carry factor counts are keyed as ShapesEvaluator keys them (weights + payload layout),
-        # so an FID-only entry of the same images (from compute_statistics, or an older evaluate) never serves
-        # counts it does not have.
-        return self.shapes.extractor.fingerprint if self.shapes is not None else self.extractor.fingerprint
+    def shapes(self) -> ShapesEvaluator | None:
+        """The factor-counting evaluator (``None`` with ``without_factors``)."""
+        return self.counter
 
-    def to(self, device: torch.device | str) -> ShapesMetricEvaluator:
-        super().to(device)
-        if self.shapes is not None:
-            self.shapes.to(self.device)
-        return self
+    def _make_counter(self, network: ShapesFeatureNetwork) -> ShapesEvaluator:
+        return ShapesEvaluator(
+            network, validity_threshold=self.validity_threshold, value_min_share=self.value_min_share,
+            device=self.device,
+        )
 
-    def _features(self, images: Tensor) -> Features:
-        if self.shapes is None:
-            return super()._features(images)
-        images = quantize_to_uint8(images.to(self.device, non_blocking=True))
-        pool, logits = self.extractor.network.predict(images)
-        # update_real / update_fake call this once per batch: keeping the factor logits of this pass for them is
-        # what lets the classifier run once per image. Colour is scored only when the images have it.
-        self._pending = (logits, images.shape[1] == 3)
-        # What FeatureExtractor gives for a network with one output: the features serve FID/KID/PRDC and IS.
-        return Features(pool=pool, logits=pool.clone())
-
-    def _take_pending(self) -> tuple[dict[str, Tensor], bool]:
-        pending, self._pending = self._pending, None
-        assert pending is not None, "_features did not run for this batch"
-        return pending
-
-    def update_real(self, images: Tensor) -> None:
-        super().update_real(images)
-        if self.shapes is not None:
-            self.shapes.real_counts.update(*self._take_pending())
-
-    def update_fake(self, images: Tensor) -> None:
-        super().update_fake(images)
-        if self.shapes is not None:
-            self.shapes.fake_counts.update(*self._take_pending())
-
-    def real_payloads(self) -> dict[str, dict[str, Any]]:
-        payloads = super().real_payloads()
-        if self.shapes is not None:
-            payloads.update(self.shapes.real_payloads())  # "fid": the same sums plus the real factor counts
-        return payloads
-
-    def load_real_payloads(self, payloads: dict[str, dict[str, Any]]) -> None:
-        super().load_real_payloads(payloads)
-        if self.shapes is not None:
-            self.shapes.load_real_payloads(payloads)
-
-    def reset_fake(self) -> None:
-        super().reset_fake()
-        if self.shapes is not None:
-            self.shapes.fake_counts.reset()
+    def _pending_of(self, images: Tensor, logits: dict[str, Tensor]) -> tuple[dict[str, Tensor], bool]:
+        return logits, images.shape[1] == 3  # colour is scored only when the images have it
 
     def compute(self, **context: Any) -> ShapesFIDResult:
         """FID / IS / KID / PRDC as :meth:`MetricEvaluator.compute` gives them, plus ``fsd`` and (unless
