@@ -10,11 +10,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-import torch
-
-from lightning_gen._images import save_grid
-from lightning_gen.sampling import load_generative_module, write_samples
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``lightning-gen sample``; returns the exit status."""
@@ -28,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.add_argument("--out-dir", default=None, help="write one PNG per image into this folder")
     parser.add_argument("--seed", type=int, default=None, help="seed for repeatable samples")
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="where to sample (default: cuda when available, else cpu)")
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
     parser.add_argument(
         "--sort-by-shape",
@@ -42,7 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n < 1 or args.batch_size < 1:
         parser.error(f"--n and --batch-size must be >= 1, got {args.n} and {args.batch_size}")
 
-    module = load_generative_module(args.ckpt or args.model, map_location=args.device)
+    # Imported once the arguments are known good, so that usage errors answer without loading torch.
+    import torch
+
+    from lightning_gen._images import save_grid
+    from lightning_gen.sampling import load_generative_module, write_samples
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    module = load_generative_module(args.ckpt or args.model, map_location=device)
     if args.out_dir:
         written = write_samples(module, args.out_dir, args.n, seed=args.seed, batch_size=args.batch_size)
         print(f"wrote {written} images to {args.out_dir}")

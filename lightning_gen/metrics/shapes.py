@@ -363,9 +363,9 @@ class ShapesEvaluator:
 def _versions() -> dict[str, str]:
     import torchmetrics
 
-    import lightning_gen
+    from lightning_gen._version import __version__
 
-    return {"lightning-gen": getattr(lightning_gen, "__version__", "unknown"), "torchmetrics": torchmetrics.__version__}
+    return {"lightning-gen": __version__, "torchmetrics": torchmetrics.__version__}
 
 
 class ShapesMetricsCallback(GenerativeMetricsCallback):

@@ -36,8 +36,8 @@ except ImportError as error:  # an optional dependency: pip install 'lightning-g
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-import lightning_gen
-from lightning_gen.sweep.settings import SweepSettings
+from lightning_gen._version import __version__
+from lightning_gen.sweep.settings import PRUNERS, SAMPLERS, SweepSettings
 from lightning_gen.sweep.spec import SweepSpec, short_key
 
 __all__ = [
@@ -54,8 +54,6 @@ __all__ = [
 
 DEFAULT_STUDY_NAME = "sweep"
 JOURNAL_FILE = "study.journal"
-SAMPLERS = ("tpe", "random", "qmc", "gp")
-PRUNERS = ("median", "hyperband", "none")
 _READY_TIMEOUT = 120.0  # seconds a joining worker waits for the creator to enqueue the grid
 
 logger = logging.getLogger(__name__)
@@ -63,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 def current_version() -> str:
     """The library version trials record; a finished trial made by another version is "stale"."""
-    return lightning_gen.__version__
+    return __version__
 
 
 def _quiet_optuna() -> None:

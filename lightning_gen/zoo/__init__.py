@@ -32,37 +32,35 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import importlib
 import json
 import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from huggingface_hub import snapshot_download
-
-from lightning_gen._base import GenerativeModule
 from lightning_gen._files import sha256_file
-from lightning_gen.gan import GANModule
-from lightning_gen.hub import (
+from lightning_gen.hub_format import (
     CONFIG_NAME,
     FOLDER_FILES,
     LIBRARY_NAME,
     MAX_CONFIG_BYTES,
     WEIGHTS_NAME,
-    CardInfo,
     ConfigMismatchError,
     CorruptedWeightsError,
     FormatError,
     HashMismatchError,
-    MetricResult,
     MissingFileError,
     WeightsMismatchError,
     library_version,
     validate_config,
     verify_weights,
 )
-from lightning_gen.vae import VAE
+from lightning_gen.model_card import CardInfo, MetricResult
+
+if TYPE_CHECKING:
+    from lightning_gen._base import GenerativeModule
 
 __all__ = [
     "CardInfo",
@@ -81,14 +79,18 @@ __all__ = [
     "load",
     "load_pretrained",
     "local_dir",
+    "model_class",
     "pull",
+    "resolve_name",
     "sha256_file",
 ]
 
 INDEX_PATH = Path(__file__).with_name("index.json")  # the registry; package data
 PACKAGE_MODELS_DIR = Path(__file__).with_name("models")  # shipped Hub folders; package data
 ZOO_DIR_ENV = "LIGHTNING_GEN_ZOO_DIR"
-CLASSES: dict[str, type[GenerativeModule]] = {"GANModule": GANModule, "VAE": VAE}
+# The classes a zoo entry may name. The registry is read without importing them (``zoo list`` needs no torch);
+# model_class() imports one when a model is built.
+CLASS_MODULES = {"GANModule": "lightning_gen.gan", "VAE": "lightning_gen.vae"}
 
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -120,6 +122,26 @@ class ZooEntry:
         return self.repo_id is not None and self.revision is not None
 
 
+def model_class(class_name: str) -> type[GenerativeModule]:
+    """The class a zoo entry names (``"GANModule"`` or ``"VAE"``), imported on first use.
+
+    Example:
+        >>> model_class("VAE").__name__
+        'VAE'
+    """
+    if class_name not in CLASS_MODULES:
+        raise ZooError(f"Unknown zoo class {class_name!r}; expected one of {', '.join(sorted(CLASS_MODULES))}.")
+    return getattr(importlib.import_module(CLASS_MODULES[class_name]), class_name)
+
+
+def __getattr__(name: str) -> Any:
+    # CLASSES (name -> class) predates the lazy registry; it is built on first use so that reading the index
+    # never imports torch.
+    if name == "CLASSES":
+        return {class_name: model_class(class_name) for class_name in CLASS_MODULES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _read_index() -> dict[str, ZooEntry]:
     try:
         raw = json.loads(INDEX_PATH.read_text())
@@ -134,8 +156,8 @@ def _read_index() -> dict[str, ZooEntry]:
             raise ZooError(f"Zoo entry {entry.name!r} pins revision {entry.revision!r}; it must be a full commit hash.")
         if entry.sha256 is not None and not _SHA256_RE.fullmatch(entry.sha256):
             raise ZooError(f"Zoo entry {entry.name!r} has sha256 {entry.sha256!r}; expected 64 lowercase hex digits.")
-        if entry.class_name not in CLASSES:
-            expected = ", ".join(sorted(CLASSES))
+        if entry.class_name not in CLASS_MODULES:
+            expected = ", ".join(sorted(CLASS_MODULES))
             raise ZooError(f"Zoo entry {entry.name!r} has class {entry.class_name!r}; expected one of {expected}.")
         entries[entry.name] = entry
     return entries
@@ -214,7 +236,7 @@ def load(
         raise ValueError(f"source must be 'auto', 'local' or 'hub', got {source!r}.")
     entry = info(name)
     sha256 = _require_sha256(entry)
-    cls = CLASSES[entry.class_name]
+    cls = model_class(entry.class_name)
     folder = local_dir(name)
     if folder is not None and source != "hub" and not force_download:
         return cls.from_pretrained(folder, expected_sha256=sha256, map_location=device)
@@ -233,6 +255,38 @@ def load(
         map_location=device,
         force_download=force_download,
     )
+
+
+def resolve_name(name: str) -> tuple[dict[str, Any], str] | None:
+    """Where ``GANModule.from_pretrained(name)`` finds zoo model ``name``: (location, pinned sha256), or None.
+
+    The registry hook of :func:`lightning_gen.hub.resolve_registered_name` (entry-point group
+    ``lightning_gen.model_names``): the Hub layer calls it at call time and never imports the zoo itself.
+    The location is the local copy when there is one, else the Hub repository at the pinned commit.
+
+    Raises:
+        MissingFileError: ``name`` is registered but has neither exported weights nor a copy to load.
+
+    Example:
+        >>> location, sha256 = resolve_name("vae-shapes32")
+        >>> Path(location["path"]).name, sha256 == info("vae-shapes32").sha256
+        ('vae-shapes32', True)
+        >>> resolve_name("not-a-zoo-model") is None
+        True
+    """
+    entry = _read_index().get(name)
+    if entry is None:
+        return None
+    sha256 = _require_sha256(entry)
+    folder = local_dir(name)
+    if folder is not None:
+        return {"path": str(folder), "revision": None}, sha256
+    if not entry.published:
+        raise MissingFileError(
+            f"Zoo model {name!r} has no local copy and is not published on the Hub; reinstall lightning-gen, or "
+            f"load it with `lightning_gen.zoo.load({name!r})` after exporting it."
+        )
+    return {"path": entry.repo_id, "revision": entry.revision}, sha256
 
 
 def pull(name_or_repo: str, revision: str | None = None, *, force_download: bool = False) -> Path:
@@ -255,6 +309,10 @@ def pull(name_or_repo: str, revision: str | None = None, *, force_download: bool
         repo_id = name_or_repo
     else:
         raise _unknown(name_or_repo, sorted(entries))
+    from huggingface_hub import snapshot_download
+
+    from lightning_gen._base import GenerativeModule
+
     folder = Path(
         snapshot_download(
             repo_id, revision=revision, allow_patterns=builtins.list(FOLDER_FILES), force_download=force_download,
@@ -282,6 +340,8 @@ def load_pretrained(
         >>> model = load_pretrained("dcgan-shapes32")
         >>> model = load_pretrained("my-org/my-gan", revision="main")  # doctest: +SKIP
     """
+    from lightning_gen._base import GenerativeModule
+
     text = os.fspath(name_or_repo_or_dir)
     if Path(text).is_dir():
         return GenerativeModule.from_pretrained(text, map_location=device)
