@@ -6,8 +6,8 @@ signatures: ``branch``, ``create_pr``, ``token``, ``private=None``, ``cache_dir`
 ``local_files_only``, ``force_download``, ``revision``), with lightning-gen's rules for what goes in
 the folder and how it is read back. What it is not: a registry (that is :mod:`lightning_gen.zoo`), a
 command line (:mod:`lightning_gen.cli`), or a training checkpoint (no optimizer state; resume from
-the Lightning ``.ckpt``). The format's names, errors and checks are :mod:`lightning_gen.hub_format`
-(re-exported here).
+the Lightning ``.ckpt``). The format's names are :mod:`lightning_gen.hub_format`, its errors and checks
+:mod:`lightning_gen.hub_checks` (both re-exported here).
 
 Folder format (``format_version`` 2)::
 
@@ -42,7 +42,22 @@ from typing import Any
 import torch
 from huggingface_hub import HfApi, ModelCard, ModelHubMixin, snapshot_download
 
-# The folder format lives in hub_format; its names are re-exported here, where users have always imported them.
+# The folder format's names and its checks live in hub_format and hub_checks; re-exported here, where users have
+# always imported them.
+from lightning_gen.hub_checks import (  # noqa: F401
+    ConfigMismatchError,
+    CorruptedWeightsError,
+    FormatError,
+    HashMismatchError,
+    MissingFileError,
+    WeightsMismatchError,
+    _constructor_parameters,
+    _plain,
+    compare_shapes,
+    read_header_shapes,
+    validate_config,
+    verify_weights,
+)
 from lightning_gen.hub_format import (  # noqa: F401
     CARD_NAME,
     CONFIG_NAME,
@@ -58,19 +73,7 @@ from lightning_gen.hub_format import (  # noqa: F401
     SAMPLES_NAME,
     SIZE_LIMITS,
     WEIGHTS_NAME,
-    ConfigMismatchError,
-    CorruptedWeightsError,
-    FormatError,
-    HashMismatchError,
-    MissingFileError,
-    WeightsMismatchError,
-    _constructor_parameters,
-    _plain,
-    compare_shapes,
     library_version,
-    read_header_shapes,
-    validate_config,
-    verify_weights,
 )
 # The card types are re-exported: model_card_kwargs are CardInfo fields.
 from lightning_gen.model_card import (  # noqa: F401

@@ -16,7 +16,7 @@ import pytest
 import lightning_gen
 
 SOURCE = Path(lightning_gen.__file__).parents[1]
-HEAVY = ("torch", "lightning", "torchvision", "torchmetrics", "huggingface_hub.hf_api", "optuna")
+HEAVY = ("torch", "lightning", "torchvision", "torchmetrics", "optuna", "huggingface_hub")
 
 # Runs `lightning-gen ARGS` in-process (SystemExit included), then prints which heavy modules got loaded.
 PROBE = """

@@ -28,16 +28,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from huggingface_hub.errors import EntryNotFoundError
-
 import lightning_gen.zoo as zoo
 from lightning_gen.hub_format import CARD_NAME, CONFIG_NAME, RECIPE_NAME, WEIGHTS_NAME
 from lightning_gen.model_card import RECIPE_CAUTION, CardInfo, MetricResult, metrics_from_json
 
 # torch, Lightning and the Hub mixin are imported by the sub-commands that build models (show/list do not).
 
-# What a user can cause: bad names and paths, refused files, Hub answers (HfHubHTTPError is an OSError).
-USER_ERRORS = (ValueError, LookupError, OSError, EntryNotFoundError, pickle.UnpicklingError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user can cause: bad names and paths, refused files, Hub answers (HfHubHTTPError is an OSError).
+
+    Built when an error is caught, so that ``zoo list`` does not import huggingface_hub's errors (and its HTTP client).
+    """
+    from huggingface_hub.errors import EntryNotFoundError
+
+    return (ValueError, LookupError, OSError, EntryNotFoundError, pickle.UnpicklingError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -287,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 1

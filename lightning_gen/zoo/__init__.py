@@ -41,22 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lightning_gen._files import sha256_file
-from lightning_gen.hub_format import (
-    CONFIG_NAME,
-    FOLDER_FILES,
-    LIBRARY_NAME,
-    MAX_CONFIG_BYTES,
-    WEIGHTS_NAME,
-    ConfigMismatchError,
-    CorruptedWeightsError,
-    FormatError,
-    HashMismatchError,
-    MissingFileError,
-    WeightsMismatchError,
-    library_version,
-    validate_config,
-    verify_weights,
-)
+from lightning_gen.hub_format import CONFIG_NAME, FOLDER_FILES, LIBRARY_NAME, MAX_CONFIG_BYTES, WEIGHTS_NAME, library_version
 from lightning_gen.model_card import CardInfo, MetricResult
 
 if TYPE_CHECKING:
@@ -134,7 +119,19 @@ def model_class(class_name: str) -> type[GenerativeModule]:
     return getattr(importlib.import_module(CLASS_MODULES[class_name]), class_name)
 
 
+# The format's errors, re-exported from lightning_gen.hub_checks on first use: importing them means importing
+# huggingface_hub's errors (and its HTTP client), which `lightning-gen zoo list` does not need.
+_ERRORS = ("ConfigMismatchError", "CorruptedWeightsError", "FormatError", "HashMismatchError", "MissingFileError")
+_ERRORS += ("WeightsMismatchError",)
+
+
+def _checks() -> Any:
+    return importlib.import_module("lightning_gen.hub_checks")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _ERRORS:
+        return getattr(_checks(), name)
     # CLASSES (name -> class) predates the lazy registry; it is built on first use so that reading the index
     # never imports torch.
     if name == "CLASSES":
@@ -208,7 +205,7 @@ def local_dir(name: str) -> Path | None:
 
 def _require_sha256(entry: ZooEntry) -> str:
     if entry.sha256 is None:
-        raise MissingFileError(
+        raise _checks().MissingFileError(
             f"Zoo model {entry.name!r} has no exported weights yet (no sha256 in {INDEX_PATH.name}). After training, "
             f"run `lightning-gen zoo export CKPT lightning_gen/zoo/models/{entry.name} --zoo-name {entry.name}`."
         )
@@ -242,9 +239,9 @@ def load(
         return cls.from_pretrained(folder, expected_sha256=sha256, map_location=device)
     if source == "local":
         roots = ", ".join(str(r) for r in _local_roots())
-        raise MissingFileError(f"No local copy of zoo model {name!r} (searched {roots}; ${ZOO_DIR_ENV} adds folders).")
+        raise _checks().MissingFileError(f"No local copy of zoo model {name!r} (searched {roots}; ${ZOO_DIR_ENV} adds folders).")
     if not entry.published:
-        raise MissingFileError(
+        raise _checks().MissingFileError(
             f"Zoo model {name!r} is not published on the Hub and has no local copy; reinstall lightning-gen, or "
             f"publish it with `lightning-gen zoo push {name} --repo-id ORG/NAME`."
         )
@@ -282,7 +279,7 @@ def resolve_name(name: str) -> tuple[dict[str, Any], str] | None:
     if folder is not None:
         return {"path": str(folder), "revision": None}, sha256
     if not entry.published:
-        raise MissingFileError(
+        raise _checks().MissingFileError(
             f"Zoo model {name!r} has no local copy and is not published on the Hub; reinstall lightning-gen, or "
             f"load it with `lightning_gen.zoo.load({name!r})` after exporting it."
         )
@@ -303,7 +300,7 @@ def pull(name_or_repo: str, revision: str | None = None, *, force_download: bool
         if revision is not None:
             raise ZooError(f"Zoo model {name_or_repo!r} is pinned to {entry.revision}; do not pass a revision.")
         if not entry.published:
-            raise MissingFileError(f"Zoo model {name_or_repo!r} is not published on the Hub yet; nothing to pull.")
+            raise _checks().MissingFileError(f"Zoo model {name_or_repo!r} is not published on the Hub yet; nothing to pull.")
         repo_id, revision = entry.repo_id, entry.revision
     elif name_or_repo.count("/") == 1:
         repo_id = name_or_repo
@@ -324,10 +321,10 @@ def pull(name_or_repo: str, revision: str | None = None, *, force_download: bool
         source = f"zoo model {name_or_repo!r} from {repo_id}@{revision}"
     config_path = folder / CONFIG_NAME
     if not config_path.is_file() or config_path.stat().st_size > MAX_CONFIG_BYTES:
-        raise MissingFileError(f"{source} has no usable {CONFIG_NAME}; it is not a lightning-gen model.")
+        raise _checks().MissingFileError(f"{source} has no usable {CONFIG_NAME}; it is not a lightning-gen model.")
     config = json.loads(config_path.read_text())
-    validate_config(GenerativeModule, config, source)  # a lightning-gen model of a known class, sane values
-    verify_weights(folder / WEIGHTS_NAME, config, source, pin)
+    _checks().validate_config(GenerativeModule, config, source)  # a lightning-gen model of a known class, sane values
+    _checks().verify_weights(folder / WEIGHTS_NAME, config, source, pin)
     return folder
 
 
