@@ -206,7 +206,7 @@ class GenerativeModule(HubMixin, pl.LightningModule):
                     f"Refusing to write a checkpoint: {name} holds non-finite values at generator step "
                     f"{self.generator_step}. Lower the learning rate or set gradient_clip_val."
                 )
-        from lightning_gen import __version__
+        from lightning_gen._version import __version__
 
         checkpoint["lightning_gen"] = {
             "class": type(self).__name__,

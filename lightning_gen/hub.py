@@ -6,7 +6,8 @@ signatures: ``branch``, ``create_pr``, ``token``, ``private=None``, ``cache_dir`
 ``local_files_only``, ``force_download``, ``revision``), with lightning-gen's rules for what goes in
 the folder and how it is read back. What it is not: a registry (that is :mod:`lightning_gen.zoo`), a
 command line (:mod:`lightning_gen.cli`), or a training checkpoint (no optimizer state; resume from
-the Lightning ``.ckpt``).
+the Lightning ``.ckpt``). The format's names are :mod:`lightning_gen.hub_format`, its errors and checks
+:mod:`lightning_gen.hub_checks` (both re-exported here).
 
 Folder format (``format_version`` 2)::
 
@@ -32,9 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,9 +41,40 @@ from typing import Any
 
 import torch
 from huggingface_hub import HfApi, ModelCard, ModelHubMixin, snapshot_download
-from huggingface_hub.errors import EntryNotFoundError, SafetensorsParsingError
 
-from lightning_gen._files import sha256_file
+# The folder format's names and its checks live in hub_format and hub_checks; re-exported here, where users have
+# always imported them.
+from lightning_gen.hub_checks import (  # noqa: F401
+    ConfigMismatchError,
+    CorruptedWeightsError,
+    FormatError,
+    HashMismatchError,
+    MissingFileError,
+    WeightsMismatchError,
+    _constructor_parameters,
+    _plain,
+    compare_shapes,
+    read_header_shapes,
+    validate_config,
+    verify_weights,
+)
+from lightning_gen.hub_format import (  # noqa: F401
+    CARD_NAME,
+    CONFIG_NAME,
+    DATA_NORMALIZATION,
+    DEFAULT_COMMIT_MESSAGE,
+    FOLDER_FILES,
+    FORMAT_VERSION,
+    LIBRARY_NAME,
+    MAX_CONFIG_BYTES,
+    META_KEY,
+    RECIPE_NAME,
+    RUNTIME_ARGUMENTS,
+    SAMPLES_NAME,
+    SIZE_LIMITS,
+    WEIGHTS_NAME,
+    library_version,
+)
 # The card types are re-exported: model_card_kwargs are CardInfo fields.
 from lightning_gen.model_card import (  # noqa: F401
     METRIC_NAMES,
@@ -54,217 +84,6 @@ from lightning_gen.model_card import (  # noqa: F401
     MetricResult,
     build_model_card,
 )
-
-LIBRARY_NAME = "lightning-gen"
-FORMAT_VERSION = 2
-# Constructor arguments that say how to run, not what the model is: never written to config.json.
-RUNTIME_ARGUMENTS = ("compile", "channels_last")
-META_KEY = "lightning_gen"  # the config.json section that is ours; every other key is a constructor argument
-CONFIG_NAME, WEIGHTS_NAME, CARD_NAME = "config.json", "model.safetensors", "README.md"
-SAMPLES_NAME, RECIPE_NAME = "samples.png", "recipe.yaml"
-FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME, RECIPE_NAME)  # what a push uploads
-DEFAULT_COMMIT_MESSAGE = "Upload lightning-gen model"
-MAX_CONFIG_BYTES = 1 << 20  # a real config.json is ~1 KB; anything near this is not one
-# Upper bounds on the constructor arguments that size a network, checked before anything is built. They
-# sit far above any model this library trains (DCGAN at 256 px, width 64) and far below what exhausts memory.
-SIZE_LIMITS = {"image_size": 1024, "channels": 64, "latent_dim": 16384, "width": 4096}
-SIZE_LIMITS.update(num_classes=100_000, num_sample_images=4096)
-# How images map to and from the model's range; recorded so that code outside lightning-gen uses the weights right.
-DATA_NORMALIZATION = {
-    "model_range": [-1.0, 1.0],
-    "from_uint8": "x / 127.5 - 1",
-    "to_uint8": "round((clamp(x, -1, 1) + 1) * 127.5)",
-    "layout": "NCHW",
-}
-
-
-class FormatError(ValueError):
-    """A model folder that lightning-gen refuses to load or write; the message says what and how to fix it."""
-
-
-class ConfigMismatchError(FormatError):
-    """config.json is not ours, is a newer format, names an unknown class, or holds bad or unbounded values."""
-
-
-class WeightsMismatchError(FormatError):
-    """The weights' names or shapes do not match the networks config.json describes."""
-
-
-class HashMismatchError(FormatError):
-    """model.safetensors differs from the sha256 pinned by the caller (e.g. the zoo index)."""
-
-
-class CorruptedWeightsError(FormatError, SafetensorsParsingError):
-    """model.safetensors is unreadable, truncated, or differs from the sha256 its config.json records."""
-
-
-class MissingFileError(EntryNotFoundError, FileNotFoundError):
-    """A folder or repository lacks a file of the format (config.json, model.safetensors)."""
-
-
-def library_version() -> str:
-    import lightning_gen  # lazily: this module is imported while lightning_gen initialises
-
-    return lightning_gen.__version__
-
-
-# --------------------------------------------------------------------------------------------------
-# config.json: writing, and validating before anything is built
-# --------------------------------------------------------------------------------------------------
-
-
-def _constructor_parameters(cls: type) -> dict[str, inspect.Parameter]:
-    params = dict(inspect.signature(cls.__init__).parameters)
-    params.pop("self", None)
-    return {k: p for k, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-
-
-def _plain(name: str, value: Any) -> Any:
-    """``value`` as JSON (tuples become lists), or raise naming the argument."""
-    if value is None or isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(f"{name}[{i}]", v) for i, v in enumerate(value)]
-    raise ConfigMismatchError(
-        f"Constructor argument {name!r} is {value!r}, which config.json cannot hold (it holds finite numbers, "
-        "strings, booleans, None and lists). Build the model from plain values to save it in the Hub format."
-    )
-
-
-def _checked_value(name: str, value: Any, default: Any, source: str) -> Any:
-    """One constructor argument read from config.json: type-checked against its default and bounded."""
-
-    def refuse(expected: str) -> ConfigMismatchError:
-        return ConfigMismatchError(
-            f"{CONFIG_NAME} in {source} sets {name}={value!r:.80}; expected {expected}. The file was edited or "
-            "not written by lightning-gen: re-export the folder with `save_pretrained`."
-        )
-
-    scalar = (bool, int, float, str, type(None))
-    if isinstance(default, bool) and not isinstance(value, bool):
-        raise refuse("true or false")
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, int) and not isinstance(default, bool) and not is_int:
-        raise refuse("an integer")
-    if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise refuse("a number")
-    if isinstance(default, str) and not isinstance(value, str):
-        raise refuse("a string")
-    if isinstance(default, tuple):
-        if not (isinstance(value, list) and len(value) == len(default) and all(isinstance(v, scalar) for v in value)):
-            raise refuse(f"a list of {len(default)} values")
-        value = tuple(value)  # JSON has no tuple; the constructors may check for one
-    if not isinstance(value, (*scalar, tuple)):
-        raise refuse("a number, string, boolean, null or short list")
-    for item in value if isinstance(value, tuple) else (value,):
-        if isinstance(item, float) and not math.isfinite(item):
-            raise refuse("a finite number")
-        if isinstance(item, int) and not -(2**31) <= item < 2**31 or isinstance(item, str) and len(item) > 256:
-            raise refuse("a value of ordinary size")
-    limit = SIZE_LIMITS.get(name)
-    if limit is not None and isinstance(value, int) and not 0 <= value <= limit:
-        raise refuse(f"an integer from 0 to {limit} (larger networks than this are refused before allocation)")
-    return value
-
-
-def _hub_class(base: type, name: Any, source: str) -> type:
-    """The already-imported subclass of ``base`` (or ``base`` itself) named ``name``; nothing is imported."""
-
-    def family(root: type) -> list[type]:
-        found, stack = [], [root]
-        while stack:
-            found.append(stack.pop())
-            stack.extend(found[-1].__subclasses__())
-        return found
-
-    if not isinstance(name, str):
-        raise ConfigMismatchError(f"{CONFIG_NAME} in {source} has class_name {name!r:.80}; expected a class name.")
-    for cls in family(base):
-        if cls.__name__ == name:
-            return cls
-    if name in {cls.__name__ for cls in family(HubMixin)}:
-        raise ConfigMismatchError(
-            f"{source} holds a {name}, not a {base.__name__}: load it with `{name}.from_pretrained(...)` or "
-            "`lightning_gen.zoo.load_pretrained(...)`, which picks the class from config.json."
-        )
-    known = sorted({cls.__name__ for cls in family(HubMixin)} - {"HubMixin", "GenerativeModule"})
-    raise ConfigMismatchError(
-        f"{CONFIG_NAME} in {source} names class {name!r:.80}, which is not a lightning-gen class (known: "
-        f"{', '.join(known)}). Classes are never imported by name from a downloaded file; import your own "
-        "subclass first and call `YourClass.from_pretrained(...)`."
-    )
-
-
-def validate_config(base: type, config: Any, source: str) -> tuple[type, dict[str, Any]]:
-    """Check a parsed config.json before anything is built; return the class and its constructor arguments.
-
-    Raises:
-        ConfigMismatchError: naming the bad key or value and what was expected.
-    """
-    meta = config.get(META_KEY) if isinstance(config, dict) else None
-    if not isinstance(meta, dict):
-        old = isinstance(config, dict) and config.get("library_name") == LIBRARY_NAME
-        raise ConfigMismatchError(
-            f"{CONFIG_NAME} in {source} has no {META_KEY!r} section, so it was not written by lightning-gen "
-            + ("0.1 (folder format 1); re-export it with this version." if old else "(or was edited).")
-        )
-    version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or not 2 <= version <= FORMAT_VERSION:
-        raise ConfigMismatchError(
-            f"{source} uses folder format {version!r:.20}, but lightning-gen {library_version()} reads format "
-            f"{FORMAT_VERSION}; upgrade with `pip install -U lightning-gen`."
-        )
-    weights = meta.get("weights")
-    if not (
-        isinstance(weights, dict)
-        and isinstance(weights.get("networks"), list)
-        and all(isinstance(n, str) for n in weights["networks"])
-        and isinstance(weights.get("sha256"), (str, type(None)))
-    ):
-        raise ConfigMismatchError(f"{CONFIG_NAME} in {source} has a malformed 'weights' entry; re-export the folder.")
-    cls = _hub_class(base, meta.get("class_name"), source)
-    params = _constructor_parameters(cls)
-    args = {k: v for k, v in config.items() if k != META_KEY}
-    unknown = sorted(set(args) - set(params))
-    if unknown:
-        raise ConfigMismatchError(
-            f"{CONFIG_NAME} in {source} passes {unknown} to {cls.__name__}, which does not take them. The folder "
-            f"was probably written by a newer lightning-gen (installed: {library_version()}); upgrade it."
-        )
-    return cls, {k: _checked_value(k, v, params[k].default, source) for k, v in args.items()}
-
-
-def _read_header_shapes(path: Path, source: str) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes from the safetensors header (the file is memory-mapped; no tensor is read)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-    except Exception as err:  # safetensors raises SafetensorError, OSError or ValueError depending on the damage
-        raise CorruptedWeightsError(
-            f"{WEIGHTS_NAME} in {source} is not a readable safetensors file ({type(err).__name__}: {err}); it is "
-            f"truncated or corrupted ({path.stat().st_size} bytes). Download it again (force_download=True) or "
-            "re-export the folder."
-        ) from err
-
-
-def _describe(items: list[str], limit: int = 5) -> str:
-    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-
-
-def _compare_shapes(expected: Mapping[str, tuple], found: Mapping[str, tuple], source: str, what: str) -> None:
-    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-    common = sorted(set(expected) & set(found))
-    shapes = [f"{k}: file {found[k]} vs model {expected[k]}" for k in common if found[k] != expected[k]]
-    labelled = (("missing from the file", missing), ("not in the model", unexpected), ("shape mismatch", shapes))
-    problems = [f"{label}: {_describe(items)}" for label, items in labelled if items]
-    if problems:
-        raise WeightsMismatchError(
-            f"The weights in {source} do not fit the {what} its config.json describes ({'; '.join(problems)}). "
-            "config.json and model.safetensors must come from the same model: re-export the folder with "
-            "`save_pretrained` or `lightning-gen zoo export`."
-        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -477,6 +296,20 @@ class HubMixin(
             folder, source = text, text
         elif os.path.exists(text) or text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
             raise MissingFileError(f"{text!r} is neither an existing folder nor a Hub repository id (ORG/NAME).")
+        elif "/" not in text:  # a name, not a repository: a registered (zoo) model, resolved at call time
+            registered = resolve_registered_name(text)
+            if registered is None:
+                raise MissingFileError(
+                    f"{text!r} is not a registered model name, an existing folder or a Hub repository id (ORG/NAME); "
+                    "list the zoo's models with `lightning-gen zoo list` and load one with `lightning_gen.zoo.load(NAME)`."
+                )
+            if revision is not None:
+                raise ValueError(f"{text!r} is a registered model pinned to one commit; do not pass revision={revision!r}.")
+            location, pinned = registered
+            return cls.from_pretrained(
+                location["path"], revision=location.get("revision"), force_download=force_download, token=token,
+                cache_dir=cache_dir, local_files_only=local_files_only, expected_sha256=pinned, **model_kwargs,
+            )
         else:
             folder = snapshot_download(
                 text, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME], cache_dir=cache_dir,
@@ -525,7 +358,7 @@ class HubMixin(
         init_args.update(hub_overrides or {})
         weights_path = folder / WEIGHTS_NAME
         verify_weights(weights_path, config, source, expected_sha256)
-        found = _read_header_shapes(weights_path, source)
+        found = read_header_shapes(weights_path, source)
         stored = config[META_KEY]["weights"]["networks"]
         try:
             # A dry run on the meta device allocates nothing: the shapes config.json implies are compared with the
@@ -533,7 +366,7 @@ class HubMixin(
             with torch.device("meta"):
                 probe = target(**init_args)
             expected = _state_shapes(probe, stored)
-            _compare_shapes(expected, found, source, target.__name__)
+            compare_shapes(expected, found, source, target.__name__)
             module = target(**init_args)
         except (TypeError, ValueError, NotImplementedError) as err:
             if isinstance(err, FormatError):
@@ -547,36 +380,43 @@ class HubMixin(
         return module.to(map_location).eval()
 
 
+#: Entry-point group through which packages register model names for ``from_pretrained("NAME")``. Each entry
+#: point names a function ``resolve(name) -> (location, sha256) | None``, ``location`` being
+#: ``{"path": folder_or_repo_id, "revision": commit_or_None}`` and ``sha256`` the pinned weights' digest.
+NAME_REGISTRY_GROUP = "lightning_gen.model_names"
+#: lightning-gen's own registry (the zoo), declared in pyproject.toml under that group too. Listed here so that a
+#: source checkout on ``PYTHONPATH``, which has no installed metadata, resolves zoo names all the same.
+BUILTIN_NAME_REGISTRIES = ("lightning_gen.zoo:resolve_name",)
+
+
+def resolve_registered_name(name: str) -> tuple[dict[str, Any], str | None] | None:
+    """Where a registered model name lives, asking each registry at call time; None when none knows it.
+
+    The Hub layer never imports a registry's code until a name is looked up, so the registries (the zoo) can
+    sit above it. Example:
+
+        >>> location, sha256 = resolve_registered_name("dcgan-shapes32")
+        >>> (Path(location["path"]) / WEIGHTS_NAME).is_file(), len(sha256)
+        (True, 64)
+        >>> resolve_registered_name("no-such-model") is None
+        True
+    """
+    import importlib
+    from importlib.metadata import entry_points
+
+    values = [*BUILTIN_NAME_REGISTRIES, *(entry.value for entry in entry_points(group=NAME_REGISTRY_GROUP))]
+    for value in dict.fromkeys(values):
+        module_name, _, function_name = value.partition(":")
+        found = getattr(importlib.import_module(module_name), function_name)(name)
+        if found is not None:
+            return found
+    return None
+
+
 def _state_shapes(module: HubMixin, stored: list[str]) -> dict[str, tuple[int, ...]]:
     """The tensor shapes ``module`` expects in the file, for the networks config.json says are stored."""
     networks = module._networks_to_store("discriminator" in stored)
     return {f"{n}.{k}": tuple(t.shape) for n, net in networks.items() for k, t in net.state_dict().items()}
-
-
-def verify_weights(path: Path, config: Mapping[str, Any], source: str, expected_sha256: str | None = None) -> None:
-    """Check a weights file against a pinned sha256 and the one its config (checked by :func:`validate_config`) records.
-
-    Raises:
-        MissingFileError: there is no such file.
-        HashMismatchError: the file differs from ``expected_sha256`` (a zoo pin).
-        CorruptedWeightsError: the file differs from the sha256 config.json records.
-    """
-    if not path.is_file():
-        raise MissingFileError(f"{source} has a {CONFIG_NAME} but no {WEIGHTS_NAME}: re-export or download it again.")
-    actual = sha256_file(path)
-    if expected_sha256 is not None and actual != expected_sha256.lower():
-        raise HashMismatchError(
-            f"{WEIGHTS_NAME} in {source} has sha256 {actual}, but {expected_sha256.lower()} was pinned. It is not the "
-            "published file: download it again (force_download=True, `lightning-gen zoo pull NAME --force`) or, for a "
-            "zoo model shipped with lightning-gen, reinstall the package."
-        )
-    recorded = config[META_KEY]["weights"]["sha256"]  # the config was validated first
-    if recorded and actual != recorded:
-        raise CorruptedWeightsError(
-            f"{WEIGHTS_NAME} in {source} has sha256 {actual}, but its {CONFIG_NAME} records {recorded}: the file is "
-            f"truncated or corrupted ({path.stat().st_size} bytes) or was replaced without re-exporting. Download it "
-            "again (force_download=True) or re-export the folder."
-        )
 
 
 def ensure_branch(repo_id: str, branch: str | None, *, private: bool | None = None, token: str | None = None) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from lightning_gen.hub_format import LIBRARY_NAME, META_KEY, RECIPE_NAME, SAMPLES_NAME
+
 #: Metrics every card lists (a placeholder says why when one was not measured).
 METRIC_NAMES = {"fid": "FID", "is": "Inception Score", "kid": "KID"}
 #: Factors scored by the shapes evaluator, in its order, with their labels on the card. They mirror
@@ -162,8 +164,6 @@ class CardInfo:
 def build_model_card(config: Mapping[str, Any], info: CardInfo, tags: Sequence[str], samples: bool) -> str:
     """The README.md of a folder: Hub front matter (tags, datasets, model-index) and a Markdown body."""
     from huggingface_hub import EvalResult, ModelCardData
-
-    from lightning_gen.hub import LIBRARY_NAME, META_KEY, RECIPE_NAME, SAMPLES_NAME  # at call time: hub imports us
 
     meta = config[META_KEY]
     class_name, data, networks = meta["class_name"], meta["data"], meta["weights"]["networks"]

@@ -25,7 +25,6 @@ say which networks to wrap, and every trainable parameter must belong to one of 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Generator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -36,6 +35,8 @@ from lightning.pytorch.strategies import DDPStrategy, ParallelStrategy, Strategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from lightning_gen import _compat
 
 __all__ = ["MultiModelDDPStrategy", "adapt_strategy"]
 
@@ -91,24 +92,24 @@ class MultiModelDDPStrategy(DDPStrategy):
         # generator, buffers of the module itself) is broadcast here once, so ranks that built their
         # module with different random initialisations still start (and so stay) identical.
         _broadcast_from_rank_zero(_tensors_outside(module, networks.values()))
-        if self._ddp_kwargs.pop("static_graph", False):
+        if _compat.ddp_kwargs(self).pop("static_graph", False):
             rank_zero_warn(
                 f"{type(self).__name__}: ignoring static_graph=True. Each network is wrapped on its own and fully "
                 "used in its half-step, so static graphs save nothing, and DDP's static-graph mode gives ranks "
                 "different gradients under a double backward (gradient penalty, R1)."
             )
-        module._ddp_wrappers = {name: self._setup_model(network) for name, network in networks.items()}
+        module._ddp_wrappers = {name: _compat.setup_ddp_model(self, network) for name, network in networks.items()}
         self._register_ddp_hooks()
         _check_sigterm_every(module.trainer, self.sigterm_check_every_n_batches)
 
     def _register_ddp_hooks(self) -> None:
         wrappers = self._wrappers()
-        states = _comm_states_per_network(self._ddp_comm_state, list(wrappers))
-        hook = self._ddp_comm_hook
+        hook, state, hook_wrapper = _compat.ddp_comm_hook_settings(self)
+        states = _comm_states_per_network(state, list(wrappers))
         if hook is None:
             return
-        if self._ddp_comm_wrapper is not None:
-            hook = self._ddp_comm_wrapper(hook)
+        if hook_wrapper is not None:
+            hook = hook_wrapper(hook)
         for name, wrapper in wrappers.items():
             wrapper.register_comm_hook(state=states[name], hook=hook)
 
@@ -190,17 +191,7 @@ def _check_sigterm_every(trainer: Any, every: int) -> None:
     """
     if every < 1:
         raise ValueError(f"sigterm_check_every_n_batches must be >= 1, got {every!r}.")
-    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-    check = getattr(type(loop), "_broadcast_sigterm_tensor", None)
-    if check is None:
-        return
-    calls = itertools.count()
-
-    def check_sometimes() -> None:
-        if next(calls) % every == 0:
-            check(loop)
-
-    loop._broadcast_sigterm_tensor = check_sometimes  # an instance attribute: this trainer's loop only
+    _compat.throttle_sigterm_check(trainer, every)
 
 
 def _trainable_networks(module: nn.Module) -> dict[str, nn.Module]:

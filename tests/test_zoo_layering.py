@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning_gen
 
 PACKAGE = Path(lightning_gen.__file__).parent
-CORE = ["_base.py", "gan.py", "vae.py", "losses.py", "networks", "data", "hub.py"]
+CORE = ["_base.py", "gan.py", "vae.py", "losses.py", "networks", "data", "hub.py", "hub_format.py", "hub_checks.py", "model_card.py"]
 ABOVE_THE_CORE = ("lightning_gen.zoo", "lightning_gen.metrics", "lightning_gen.sweep", "lightning_gen.cli")
 
 
@@ -75,7 +75,37 @@ def _loaded_at_import(root: str) -> set[str]:
 
 
 def test_importing_the_library_loads_neither_the_zoo_nor_the_cli():
-    loaded = _loaded_at_import("lightning_gen") | _loaded_at_import("lightning_gen.hub") | _loaded_at_import("lightning_gen.sampling")
+    # The package's public names are imported on first use: walk from each module that defines one.
+    roots = {"lightning_gen", "lightning_gen.hub", "lightning_gen.sampling", *lightning_gen._LAZY_EXPORTS.values()}
+    loaded = set().union(*map(_loaded_at_import, roots))
     assert {"lightning_gen.gan", "lightning_gen.hub", "lightning_gen.model_card"} <= loaded  # the walk works
     assert not {m for m in loaded if m.startswith(("lightning_gen.zoo", "lightning_gen.cli"))}
     assert "lightning_gen.zoo" in _loaded_at_import("lightning_gen.cli.zoo")  # and would see it if it were there
+
+
+def test_the_hub_format_and_the_model_card_do_not_import_each_other():
+    # hub_format holds what both need (file names, the config section); the mixin (hub.py) sits on both.
+    def imports_of(name: str, *modules: str) -> set[str]:
+        return {n for n in _imports(PACKAGE / name) if n in modules or n.startswith(tuple(f"{m}." for m in modules))}
+
+    assert {n for n in _imports(PACKAGE / "hub_format.py") if n.startswith("lightning_gen")} <= {
+        "lightning_gen._version", "lightning_gen._version.__version__"
+    }  # the format's names depend on nothing
+    assert not imports_of("hub_checks.py", "lightning_gen.hub", "lightning_gen.model_card")
+    assert not imports_of("model_card.py", "lightning_gen.hub", "lightning_gen.hub_checks")
+    assert imports_of("model_card.py", "lightning_gen.hub_format")  # the constants come from there
+
+
+def test_modules_read_the_version_without_importing_the_package():
+    def reads_the_package(path: Path) -> bool:  # `import lightning_gen` or `from lightning_gen import __version__`
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import) and any(alias.name == "lightning_gen" for alias in node.names):
+                return True
+            if isinstance(node, ast.ImportFrom) and node.module == "lightning_gen" and node.level == 0:
+                if any(alias.name == "__version__" for alias in node.names):
+                    return True
+        return False
+
+    readers = [p for p in _files(".") if "__version__" in p.read_text() and p.name not in ("__init__.py", "_version.py")]
+    assert readers  # the search finds the modules that record the version
+    assert not {f"{p.relative_to(PACKAGE)}" for p in readers if reads_the_package(p)}

@@ -163,3 +163,45 @@ def test_sample_cli_draws_a_zoo_model_without_network(private_zoo, tmp_path, no_
     from PIL import Image
 
     assert Image.open(out).size == (8 * 18 + 2, 8 * 18 + 2)  # 8x8 grid of 16 px images with 2 px padding
+
+
+@pytest.mark.parametrize(("name", "cls"), [("dcgan-shapes32", GANModule), ("vae-shapes32", VAE)])
+def test_from_pretrained_takes_a_zoo_name_offline(name, cls, no_internet, monkeypatch):
+    set_offline(monkeypatch)
+    model = cls.from_pretrained(name)
+    assert type(model) is cls and not model.training
+    assert torch.equal(model.sample(3, seed=0), zoo.load(name).sample(3, seed=0))
+
+
+def test_from_pretrained_with_a_zoo_name_checks_the_pin_and_the_class(private_zoo, tmp_path, no_internet):
+    private_zoo("tiny-gan", "GANModule", save(tiny_gan(), tmp_path / "export", samples=False))
+    assert isinstance(GANModule.from_pretrained("tiny-gan"), GANModule)
+    with pytest.raises(ValueError, match="holds a GANModule, not a VAE"):
+        VAE.from_pretrained("tiny-gan")
+    with pytest.raises(ValueError, match="pinned to one commit; do not pass revision='main'"):
+        GANModule.from_pretrained("tiny-gan", revision="main")
+    (zoo.PACKAGE_MODELS_DIR / "tiny-gan" / "model.safetensors").write_bytes(b"not the pinned weights")
+    with pytest.raises(HashMismatchError, match="was pinned"):
+        GANModule.from_pretrained("tiny-gan")
+
+
+def test_from_pretrained_with_an_unknown_name_fails_in_one_line_naming_the_zoo(private_zoo, no_internet):
+    with pytest.raises(MissingFileError) as raised:
+        GANModule.from_pretrained("dcgan-shapes")  # no Hub request: a name without ORG/ is no repository id
+    message = str(raised.value)
+    assert "\n" not in message and "lightning_gen.zoo.load(NAME)" in message and "'dcgan-shapes'" in message
+
+
+def test_other_packages_register_names_through_the_same_hook(tmp_path, monkeypatch, no_internet):
+    import sys
+    import types
+
+    import lightning_gen.hub as hub
+
+    folder = save(tiny_vae(), tmp_path / "theirs", samples=False)
+    registry = types.ModuleType("their_registry")
+    registry.resolve = lambda name: ({"path": str(folder), "revision": None}, None) if name == "their-vae" else None
+    monkeypatch.setitem(sys.modules, "their_registry", registry)
+    monkeypatch.setattr(hub, "BUILTIN_NAME_REGISTRIES", (*hub.BUILTIN_NAME_REGISTRIES, "their_registry:resolve"))
+    assert isinstance(VAE.from_pretrained("their-vae"), VAE)
+    assert hub.resolve_registered_name("dcgan-shapes32") is not None  # the zoo still answers first

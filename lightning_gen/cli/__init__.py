@@ -43,7 +43,8 @@ def run_lightning_cli(args: Sequence[str] | None = None, run: bool = True):
     import lightning.pytorch as pl
     from lightning.pytorch.cli import LightningCLI
 
-    import lightning_gen  # noqa: F401  (registers GANModule and VAE as subclasses for --model)
+    import lightning_gen.gan  # noqa: F401  (registers GANModule and VAE as subclasses for --model)
+    import lightning_gen.vae  # noqa: F401
     import lightning_gen.data  # noqa: F401  (registers the data modules for --data)
     import lightning_gen.predict  # noqa: F401  (SeedDataModule for `predict --data SeedDataModule`)
     from lightning_gen._base import GenerativeModule

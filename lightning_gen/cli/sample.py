@@ -12,11 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-import torch
-
-from lightning_gen._images import save_grid
-from lightning_gen.sampling import load_generative_module, parse_labels, write_class_samples, write_samples
-
+from typing import Any
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``lightning-gen sample``; returns the exit status."""
@@ -30,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.add_argument("--out-dir", default=None, help="write one PNG per image into this folder")
     parser.add_argument("--seed", type=int, default=None, help="seed for repeatable samples")
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="where to sample (default: cuda when available, else cpu)")
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
     parser.add_argument(
         "--sort-by-shape",
@@ -54,7 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.n is not None and args.n < 1) or args.batch_size < 1:
         parser.error(f"--n and --batch-size must be >= 1, got {args.n} and {args.batch_size}")
 
-    module = load_generative_module(args.ckpt or args.model, map_location=args.device)
+    # Imported once the arguments are known good, so that usage errors answer without loading torch.
+    import torch
+
+    from lightning_gen._images import save_grid
+    from lightning_gen.sampling import load_generative_module, write_samples
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    module = load_generative_module(args.ckpt or args.model, map_location=device)
     if args.labels is not None:
         return _sample_classes(parser, module, args)
     args.n = 64 if args.n is None else args.n
@@ -76,8 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _sample_classes(parser: argparse.ArgumentParser, module: torch.nn.Module, args: argparse.Namespace) -> int:
+def _sample_classes(parser: argparse.ArgumentParser, module: Any, args: argparse.Namespace) -> int:
     """``--labels``: a grid with one row per class, or one subfolder per class with ``--out-dir``."""
+    import torch
+
+    from lightning_gen._images import save_grid
+    from lightning_gen.sampling import parse_labels, write_class_samples
+
     if args.sort_by_shape or args.nrow:
         parser.error("--sort-by-shape and --nrow lay out a grid; with --labels the grid has one row per class")
     try:

@@ -21,7 +21,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lightning-gen sweep`` argument parser."""
-    from lightning_gen.sweep.study import PRUNERS, SAMPLERS
+    from lightning_gen.sweep.settings import PRUNERS, SAMPLERS
 
     parser = argparse.ArgumentParser(
         prog="lightning-gen sweep",
@@ -278,6 +278,10 @@ def _summary(frozen) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``lightning-gen sweep``: 0 when every trial this run saw ended well, 1 when some failed, 2 on
     bad usage."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Imported once the arguments parsed, so that usage errors answer without loading Optuna.
     from lightning_gen.cli import run_lightning_cli
     from lightning_gen.sweep import (
         JOURNAL_FILE,
@@ -294,10 +298,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_report,
     )
     from lightning_gen.sweep.trial import in_process_executor, run_trial_in_process, subprocess_executor
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
     out = Path(args.out)
     location = args.storage or str(out / JOURNAL_FILE)
     runs_dir = Path(args.runs_dir) if args.runs_dir else out / "runs"

@@ -28,25 +28,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from huggingface_hub.errors import EntryNotFoundError
-
 import lightning_gen.zoo as zoo
-from lightning_gen._base import GenerativeModule
-from lightning_gen.hub import (
-    CARD_NAME,
-    CONFIG_NAME,
-    RECIPE_CAUTION,
-    RECIPE_NAME,
-    WEIGHTS_NAME,
-    CardInfo,
-    MetricResult,
-    push_folder,
-)
-from lightning_gen.model_card import metrics_from_json
-from lightning_gen.sampling import load_checkpoint
+from lightning_gen.hub_format import CARD_NAME, CONFIG_NAME, RECIPE_NAME, WEIGHTS_NAME
+from lightning_gen.model_card import RECIPE_CAUTION, CardInfo, MetricResult, metrics_from_json
 
-# What a user can cause: bad names and paths, refused files, Hub answers (HfHubHTTPError is an OSError).
-USER_ERRORS = (ValueError, LookupError, OSError, EntryNotFoundError, pickle.UnpicklingError)
+# torch, Lightning and the Hub mixin are imported by the sub-commands that build models (show/list do not).
+
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user can cause: bad names and paths, refused files, Hub answers (HfHubHTTPError is an OSError).
+
+    Built when an error is caught, so that ``zoo list`` does not import huggingface_hub's errors (and its HTTP client).
+    """
+    from huggingface_hub.errors import EntryNotFoundError
+
+    return (ValueError, LookupError, OSError, EntryNotFoundError, pickle.UnpicklingError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("checkpoint", metavar="CKPT", help="Lightning .ckpt written by GANModule or VAE")
     export.add_argument("directory", metavar="DIR", help="folder to write (created; other files are kept)")
-    export.add_argument("--class", dest="class_name", choices=sorted(zoo.CLASSES), help="default: the recorded one")
+    export.add_argument("--class", dest="class_name", choices=sorted(zoo.CLASS_MODULES), help="default: the recorded one")
     export.add_argument("--zoo-name", default=None, help="registered model this is: card defaults, records the sha256")
     export.add_argument("--recipe", default=None, help="LightningCLI YAML that trained it (copied as recipe.yaml)")
     metrics_help = (
@@ -194,6 +191,9 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
+    from lightning_gen._base import GenerativeModule
+    from lightning_gen.hub import push_folder
+
     source, entry = Path(args.source), None
     if source.is_dir():
         GenerativeModule.from_pretrained(source)  # a folder that does not load strictly is never published
@@ -233,9 +233,11 @@ def _read_metrics(paths: Sequence[str]) -> tuple[MetricResult, ...]:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from lightning_gen.sampling import load_checkpoint
+
     entry = zoo.info(args.zoo_name) if args.zoo_name else None
     directory = Path(args.directory)
-    module = load_checkpoint(args.checkpoint, cls=zoo.CLASSES[args.class_name] if args.class_name else None)
+    module = load_checkpoint(args.checkpoint, cls=zoo.model_class(args.class_name) if args.class_name else None)
     recipe = Path(args.recipe).read_text() if args.recipe else None
     directory.mkdir(parents=True, exist_ok=True)
     if args.recipe and Path(args.recipe).resolve() != (directory / RECIPE_NAME).resolve():
@@ -291,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -44,7 +44,8 @@ from lightning_gen.metrics.inception import (
 )
 from lightning_gen.metrics.prdc import PrecisionRecallDensityCoverage, prdc_from_features
 from lightning_gen.metrics.protocol import MetricResult, Protocol
-from lightning_gen.metrics.shapes import ShapesEvaluator, ShapesMetricResult, ShapesMetricsCallback, evaluate_shapes
+from lightning_gen.metrics.shapes import ShapesEvaluator, ShapesMetricResult, evaluate_shapes
+from lightning_gen.metrics.shapes_callback import ShapesMetricsCallback
 from lightning_gen.metrics.shapes_classifier import (
     SHAPES_CLASSIFIER_SHA256,
     SHAPES_CLASSIFIER_WEIGHTS,

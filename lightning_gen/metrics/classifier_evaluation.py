@@ -70,9 +70,9 @@ def metric_versions() -> dict[str, str]:
     """Library versions recorded in a classifier metric's protocol."""
     import torchmetrics
 
-    import lightning_gen
+    from lightning_gen._version import __version__
 
-    return {"lightning-gen": getattr(lightning_gen, "__version__", "unknown"), "torchmetrics": torchmetrics.__version__}
+    return {"lightning-gen": __version__, "torchmetrics": torchmetrics.__version__}
 
 
 def open_model(fake: Any, device: torch.device) -> tuple[Any, str]:

@@ -234,10 +234,10 @@ def versions() -> dict[str, str]:
     import torch_fidelity
     import torchmetrics
 
-    import lightning_gen
+    from lightning_gen._version import __version__
 
     return {
-        "lightning-gen": getattr(lightning_gen, "__version__", "unknown"),
+        "lightning-gen": __version__,
         "torch": torch.__version__,
         "torch-fidelity": torch_fidelity.__version__,
         "torchmetrics": torchmetrics.__version__,

@@ -26,6 +26,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import poly_mmd
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from lightning_gen import _compat
+
 __all__ = [
     "DEFAULT_RNG_SEED",
     "StandardFID",
@@ -190,6 +192,10 @@ class StandardFID(FrechetInceptionDistance):
         self.real_features_sum = state["sum"].to(device, torch.float64)
         self.real_features_cov_sum = state["cov_sum"].to(device, torch.float64)
         self.real_features_num_samples = torch.tensor(state["n"], dtype=torch.long, device=device)
+
+
+# _FeatureListMetric overrides torchmetrics' private _sync_dist: refuse a torchmetrics that no longer has it.
+_compat.require(Metric, "_sync_dist", "torchmetrics")
 
 
 class _FeatureListMetric(Metric):

@@ -26,60 +26,54 @@ Example:
     {'model.init_args.loss': ['bce', 'hinge']}
 """
 
-from lightning_gen.sweep.report import TrialResult, collect_results, write_report
-from lightning_gen.sweep.settings import SweepSettings
-from lightning_gen.sweep.spec import (
-    Configuration,
-    SweepSpec,
-    config_label,
-    normalize_key,
-    parse_grid,
-    parse_search,
-    parse_seeds,
-    short_key,
-)
-from lightning_gen.sweep.study import (
-    DEFAULT_STUDY_NAME,
-    JOURNAL_FILE,
-    SweepStudy,
-    create_or_join,
-    current_version,
-    enqueue_reruns,
-    enqueue_retries,
-    open_storage,
-    open_sweep,
-    recover_dead_trials,
-    run_worker,
-    stale_trials,
-)
-from lightning_gen.sweep.trial import in_process_executor, run_trial, subprocess_executor
+from __future__ import annotations
 
-__all__ = [
-    "Configuration",
-    "DEFAULT_STUDY_NAME",
-    "JOURNAL_FILE",
-    "SweepSettings",
-    "SweepSpec",
-    "SweepStudy",
-    "TrialResult",
-    "collect_results",
-    "config_label",
-    "create_or_join",
-    "current_version",
-    "enqueue_reruns",
-    "enqueue_retries",
-    "in_process_executor",
-    "normalize_key",
-    "open_storage",
-    "open_sweep",
-    "parse_grid",
-    "parse_search",
-    "parse_seeds",
-    "recover_dead_trials",
-    "run_trial",
-    "run_worker",
-    "short_key",
-    "stale_trials",
-    "subprocess_executor",
-    "write_report",
-]
+import importlib
+from typing import Any
+
+# Public name -> the module that defines it. Imported on first use (PEP 562): the command line builds its parser
+# (and reports usage errors) without loading Optuna, and nothing here loads torch or Lightning before a trial runs.
+_LAZY_EXPORTS = {
+    "Configuration": "lightning_gen.sweep.spec",
+    "DEFAULT_STUDY_NAME": "lightning_gen.sweep.study",
+    "JOURNAL_FILE": "lightning_gen.sweep.study",
+    "SweepSettings": "lightning_gen.sweep.settings",
+    "SweepSpec": "lightning_gen.sweep.spec",
+    "SweepStudy": "lightning_gen.sweep.study",
+    "TrialResult": "lightning_gen.sweep.report",
+    "collect_results": "lightning_gen.sweep.report",
+    "config_label": "lightning_gen.sweep.spec",
+    "create_or_join": "lightning_gen.sweep.study",
+    "current_version": "lightning_gen.sweep.study",
+    "enqueue_reruns": "lightning_gen.sweep.study",
+    "enqueue_retries": "lightning_gen.sweep.study",
+    "in_process_executor": "lightning_gen.sweep.trial",
+    "normalize_key": "lightning_gen.sweep.spec",
+    "open_storage": "lightning_gen.sweep.study",
+    "open_sweep": "lightning_gen.sweep.study",
+    "parse_grid": "lightning_gen.sweep.spec",
+    "parse_search": "lightning_gen.sweep.spec",
+    "parse_seeds": "lightning_gen.sweep.spec",
+    "recover_dead_trials": "lightning_gen.sweep.study",
+    "run_trial": "lightning_gen.sweep.trial",
+    "run_worker": "lightning_gen.sweep.study",
+    "short_key": "lightning_gen.sweep.spec",
+    "stale_trials": "lightning_gen.sweep.study",
+    "subprocess_executor": "lightning_gen.sweep.trial",
+    "write_report": "lightning_gen.sweep.report",
+}
+
+__all__ = sorted(_LAZY_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_EXPORTS))

@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["SweepSettings"]
+__all__ = ["PRUNERS", "SAMPLERS", "SweepSettings"]
+
+# Optuna samplers and pruners by the names the command line takes (built in lightning_gen.sweep.study). Kept here,
+# free of Optuna, so that `lightning-gen sweep` builds its parser and reports usage errors without importing it.
+SAMPLERS = ("tpe", "random", "qmc", "gp")
+PRUNERS = ("median", "hyperband", "none")
 
 # Metrics where lower is better; every other objective is maximised unless --direction says otherwise.
 _LOWER_IS_BETTER = ("fid", "fsd", "kid", "tv", "distance", "loss", "fd_")

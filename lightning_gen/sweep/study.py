@@ -36,8 +36,9 @@ except ImportError as error:  # an optional dependency: pip install 'lightning-g
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-import lightning_gen
-from lightning_gen.sweep.settings import SweepSettings
+from lightning_gen import _compat
+from lightning_gen._version import __version__
+from lightning_gen.sweep.settings import PRUNERS, SAMPLERS, SweepSettings
 from lightning_gen.sweep.spec import SweepSpec, short_key
 
 __all__ = [
@@ -54,8 +55,6 @@ __all__ = [
 
 DEFAULT_STUDY_NAME = "sweep"
 JOURNAL_FILE = "study.journal"
-SAMPLERS = ("tpe", "random", "qmc", "gp")
-PRUNERS = ("median", "hyperband", "none")
 _READY_TIMEOUT = 120.0  # seconds a joining worker waits for the creator to enqueue the grid
 
 logger = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 def current_version() -> str:
     """The library version trials record; a finished trial made by another version is "stale"."""
-    return lightning_gen.__version__
+    return __version__
 
 
 def _quiet_optuna() -> None:
@@ -386,9 +385,9 @@ def _fill_params(sweep: SweepStudy, trial: optuna.Trial, label: str | None) -> s
 
 def _pop_waiting(sweep: SweepStudy) -> optuna.Trial | None:
     """Take the oldest WAITING trial for this process, or ``None`` when the queue is empty."""
-    storage = sweep.study._storage
+    storage = _compat.study_storage(sweep.study)
     for frozen in sweep.trials([TrialState.WAITING]):
-        trial_id = frozen._trial_id
+        trial_id = _compat.trial_id(frozen)
         try:
             claimed = _retry_busy(lambda: storage.set_trial_state_values(trial_id, TrialState.RUNNING))  # noqa: B023
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -396,7 +395,7 @@ def _pop_waiting(sweep: SweepStudy) -> optuna.Trial | None:
             # this process waiting on the storage's lock). Optuna raises rather than returning False then.
             claimed = False
         if claimed:
-            trial = optuna.Trial(sweep.study, frozen._trial_id)
+            trial = optuna.Trial(sweep.study, _compat.trial_id(frozen))
             _fill_params(sweep, trial, frozen.user_attrs.get("config_label"))
             return trial
     return None
@@ -458,14 +457,14 @@ def recover_dead_trials(sweep: SweepStudy, stale_after: float) -> list[int]:
         heartbeat = frozen.user_attrs.get("heartbeat") or frozen.datetime_start.timestamp()
         gone = _process_gone(worker)
         silent = now - heartbeat > stale_after
-        if not (gone or silent) or not _claim(sweep.study._storage, sweep.study.study_name, f"retry/{frozen.number}"):
+        if not (gone or silent) or not _claim(_compat.study_storage(sweep.study), sweep.study.study_name, f"retry/{frozen.number}"):
             continue
         where = f"process {worker['pid']} on {worker['host']}" if worker else "its worker"
         reason = "ended without finishing it" if gone else f"sent no heartbeat for {now - heartbeat:.0f}s"
-        storage = sweep.study._storage
+        storage = _compat.study_storage(sweep.study)
         try:
-            storage.set_trial_user_attr(frozen._trial_id, "error", f"WorkerLost: {where} {reason} (killed?)")
-            storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(_compat.trial_id(frozen), "error", f"WorkerLost: {where} {reason} (killed?)")
+            storage.set_trial_state_values(_compat.trial_id(frozen), TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it finished after all
         _enqueue_again(sweep, frozen, retry_of=frozen.number)
@@ -486,7 +485,7 @@ def enqueue_retries(sweep: SweepStudy) -> list[int]:
     done = []
     for frozen in _latest_attempts(sweep).values():
         if frozen.state == TrialState.FAIL and _claim(
-            sweep.study._storage, sweep.study.study_name, f"retry/{frozen.number}"
+            _compat.study_storage(sweep.study), sweep.study.study_name, f"retry/{frozen.number}"
         ):
             _enqueue_again(sweep, frozen, retry_of=frozen.number)
             done.append(frozen.number)
@@ -508,7 +507,7 @@ def enqueue_reruns(sweep: SweepStudy) -> list[int]:
     version = current_version()
     done = []
     for frozen in stale_trials(sweep, version):
-        if _claim(sweep.study._storage, sweep.study.study_name, f"rerun/{frozen.number}/{version}"):
+        if _claim(_compat.study_storage(sweep.study), sweep.study.study_name, f"rerun/{frozen.number}/{version}"):
             _enqueue_again(sweep, frozen, rerun_of=frozen.number)
             done.append(frozen.number)
     return done

@@ -29,6 +29,7 @@ from typing import Any
 
 import optuna
 
+from lightning_gen import _compat
 from lightning_gen.sweep import study as _study
 from lightning_gen.sweep.study import SweepStudy
 
@@ -108,7 +109,7 @@ class TrialRun:
 
     def __init__(self, sweep: SweepStudy, trial: optuna.Trial, runs_dir: str | os.PathLike) -> None:
         self.sweep, self.trial = sweep, trial
-        frozen = sweep.study._storage.get_trial(trial._trial_id)
+        frozen = _compat.study_storage(sweep.study).get_trial(_compat.trial_id(trial))
         self.params = dict(frozen.params)
         self.label = frozen.user_attrs.get("config_label") or self.params.get("config")
         self.seed = frozen.user_attrs.get("seed")
@@ -312,7 +313,7 @@ def run_trial_in_process(
         raise ValueError(
             f"Trial {trial_number} of {study_name!r} is {frozen.state.name}, not RUNNING; a worker pops it first."
         )
-    run_trial(sweep, optuna.Trial(sweep.study, frozen._trial_id), runs_dir, cli_factory)
+    run_trial(sweep, optuna.Trial(sweep.study, _compat.trial_id(frozen)), runs_dir, cli_factory)
     return 0
 
 
@@ -348,13 +349,13 @@ def subprocess_executor(
         log_path = Path(logs_dir) / f"trial-{trial.number}.log"
         command = trial_command(sweep.storage_location, sweep.study.study_name, trial.number, runs_dir)
         code = run_in_subprocess(command, log_path, env)
-        storage = sweep.study._storage
-        if storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING:
+        storage = _compat.study_storage(sweep.study)
+        if storage.get_trial(_compat.trial_id(trial)).state == optuna.trial.TrialState.RUNNING:
             tail = log_path.read_text(errors="replace")[-1500:] if log_path.is_file() else ""
             message = f"TrialProcessError: the trial process exited with code {code} without finishing; see {log_path}"
             try:
-                storage.set_trial_user_attr(trial._trial_id, "error", f"{message}. Last output:\n{tail}")
-                storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+                storage.set_trial_user_attr(_compat.trial_id(trial), "error", f"{message}. Last output:\n{tail}")
+                storage.set_trial_state_values(_compat.trial_id(trial), optuna.trial.TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # it did finish, just now
 

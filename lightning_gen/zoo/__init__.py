@@ -32,37 +32,20 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import importlib
 import json
 import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from huggingface_hub import snapshot_download
-
-from lightning_gen._base import GenerativeModule
 from lightning_gen._files import sha256_file
-from lightning_gen.gan import GANModule
-from lightning_gen.hub import (
-    CONFIG_NAME,
-    FOLDER_FILES,
-    LIBRARY_NAME,
-    MAX_CONFIG_BYTES,
-    WEIGHTS_NAME,
-    CardInfo,
-    ConfigMismatchError,
-    CorruptedWeightsError,
-    FormatError,
-    HashMismatchError,
-    MetricResult,
-    MissingFileError,
-    WeightsMismatchError,
-    library_version,
-    validate_config,
-    verify_weights,
-)
-from lightning_gen.vae import VAE
+from lightning_gen.hub_format import CONFIG_NAME, FOLDER_FILES, LIBRARY_NAME, MAX_CONFIG_BYTES, WEIGHTS_NAME, library_version
+from lightning_gen.model_card import CardInfo, MetricResult
+
+if TYPE_CHECKING:
+    from lightning_gen._base import GenerativeModule
 
 __all__ = [
     "CardInfo",
@@ -81,14 +64,18 @@ __all__ = [
     "load",
     "load_pretrained",
     "local_dir",
+    "model_class",
     "pull",
+    "resolve_name",
     "sha256_file",
 ]
 
 INDEX_PATH = Path(__file__).with_name("index.json")  # the registry; package data
 PACKAGE_MODELS_DIR = Path(__file__).with_name("models")  # shipped Hub folders; package data
 ZOO_DIR_ENV = "LIGHTNING_GEN_ZOO_DIR"
-CLASSES: dict[str, type[GenerativeModule]] = {"GANModule": GANModule, "VAE": VAE}
+# The classes a zoo entry may name. The registry is read without importing them (``zoo list`` needs no torch);
+# model_class() imports one when a model is built.
+CLASS_MODULES = {"GANModule": "lightning_gen.gan", "VAE": "lightning_gen.vae"}
 
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -120,6 +107,38 @@ class ZooEntry:
         return self.repo_id is not None and self.revision is not None
 
 
+def model_class(class_name: str) -> type[GenerativeModule]:
+    """The class a zoo entry names (``"GANModule"`` or ``"VAE"``), imported on first use.
+
+    Example:
+        >>> model_class("VAE").__name__
+        'VAE'
+    """
+    if class_name not in CLASS_MODULES:
+        raise ZooError(f"Unknown zoo class {class_name!r}; expected one of {', '.join(sorted(CLASS_MODULES))}.")
+    return getattr(importlib.import_module(CLASS_MODULES[class_name]), class_name)
+
+
+# The format's errors, re-exported from lightning_gen.hub_checks on first use: importing them means importing
+# huggingface_hub's errors (and its HTTP client), which `lightning-gen zoo list` does not need.
+_ERRORS = ("ConfigMismatchError", "CorruptedWeightsError", "FormatError", "HashMismatchError", "MissingFileError")
+_ERRORS += ("WeightsMismatchError",)
+
+
+def _checks() -> Any:
+    return importlib.import_module("lightning_gen.hub_checks")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ERRORS:
+        return getattr(_checks(), name)
+    # CLASSES (name -> class) predates the lazy registry; it is built on first use so that reading the index
+    # never imports torch.
+    if name == "CLASSES":
+        return {class_name: model_class(class_name) for class_name in CLASS_MODULES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _read_index() -> dict[str, ZooEntry]:
     try:
         raw = json.loads(INDEX_PATH.read_text())
@@ -134,8 +153,8 @@ def _read_index() -> dict[str, ZooEntry]:
             raise ZooError(f"Zoo entry {entry.name!r} pins revision {entry.revision!r}; it must be a full commit hash.")
         if entry.sha256 is not None and not _SHA256_RE.fullmatch(entry.sha256):
             raise ZooError(f"Zoo entry {entry.name!r} has sha256 {entry.sha256!r}; expected 64 lowercase hex digits.")
-        if entry.class_name not in CLASSES:
-            expected = ", ".join(sorted(CLASSES))
+        if entry.class_name not in CLASS_MODULES:
+            expected = ", ".join(sorted(CLASS_MODULES))
             raise ZooError(f"Zoo entry {entry.name!r} has class {entry.class_name!r}; expected one of {expected}.")
         entries[entry.name] = entry
     return entries
@@ -186,7 +205,7 @@ def local_dir(name: str) -> Path | None:
 
 def _require_sha256(entry: ZooEntry) -> str:
     if entry.sha256 is None:
-        raise MissingFileError(
+        raise _checks().MissingFileError(
             f"Zoo model {entry.name!r} has no exported weights yet (no sha256 in {INDEX_PATH.name}). After training, "
             f"run `lightning-gen zoo export CKPT lightning_gen/zoo/models/{entry.name} --zoo-name {entry.name}`."
         )
@@ -214,15 +233,15 @@ def load(
         raise ValueError(f"source must be 'auto', 'local' or 'hub', got {source!r}.")
     entry = info(name)
     sha256 = _require_sha256(entry)
-    cls = CLASSES[entry.class_name]
+    cls = model_class(entry.class_name)
     folder = local_dir(name)
     if folder is not None and source != "hub" and not force_download:
         return cls.from_pretrained(folder, expected_sha256=sha256, map_location=device)
     if source == "local":
         roots = ", ".join(str(r) for r in _local_roots())
-        raise MissingFileError(f"No local copy of zoo model {name!r} (searched {roots}; ${ZOO_DIR_ENV} adds folders).")
+        raise _checks().MissingFileError(f"No local copy of zoo model {name!r} (searched {roots}; ${ZOO_DIR_ENV} adds folders).")
     if not entry.published:
-        raise MissingFileError(
+        raise _checks().MissingFileError(
             f"Zoo model {name!r} is not published on the Hub and has no local copy; reinstall lightning-gen, or "
             f"publish it with `lightning-gen zoo push {name} --repo-id ORG/NAME`."
         )
@@ -233,6 +252,38 @@ def load(
         map_location=device,
         force_download=force_download,
     )
+
+
+def resolve_name(name: str) -> tuple[dict[str, Any], str] | None:
+    """Where ``GANModule.from_pretrained(name)`` finds zoo model ``name``: (location, pinned sha256), or None.
+
+    The registry hook of :func:`lightning_gen.hub.resolve_registered_name` (entry-point group
+    ``lightning_gen.model_names``): the Hub layer calls it at call time and never imports the zoo itself.
+    The location is the local copy when there is one, else the Hub repository at the pinned commit.
+
+    Raises:
+        MissingFileError: ``name`` is registered but has neither exported weights nor a copy to load.
+
+    Example:
+        >>> location, sha256 = resolve_name("vae-shapes32")
+        >>> Path(location["path"]).name, sha256 == info("vae-shapes32").sha256
+        ('vae-shapes32', True)
+        >>> resolve_name("not-a-zoo-model") is None
+        True
+    """
+    entry = _read_index().get(name)
+    if entry is None:
+        return None
+    sha256 = _require_sha256(entry)
+    folder = local_dir(name)
+    if folder is not None:
+        return {"path": str(folder), "revision": None}, sha256
+    if not entry.published:
+        raise _checks().MissingFileError(
+            f"Zoo model {name!r} has no local copy and is not published on the Hub; reinstall lightning-gen, or "
+            f"load it with `lightning_gen.zoo.load({name!r})` after exporting it."
+        )
+    return {"path": entry.repo_id, "revision": entry.revision}, sha256
 
 
 def pull(name_or_repo: str, revision: str | None = None, *, force_download: bool = False) -> Path:
@@ -249,12 +300,16 @@ def pull(name_or_repo: str, revision: str | None = None, *, force_download: bool
         if revision is not None:
             raise ZooError(f"Zoo model {name_or_repo!r} is pinned to {entry.revision}; do not pass a revision.")
         if not entry.published:
-            raise MissingFileError(f"Zoo model {name_or_repo!r} is not published on the Hub yet; nothing to pull.")
+            raise _checks().MissingFileError(f"Zoo model {name_or_repo!r} is not published on the Hub yet; nothing to pull.")
         repo_id, revision = entry.repo_id, entry.revision
     elif name_or_repo.count("/") == 1:
         repo_id = name_or_repo
     else:
         raise _unknown(name_or_repo, sorted(entries))
+    from huggingface_hub import snapshot_download
+
+    from lightning_gen._base import GenerativeModule
+
     folder = Path(
         snapshot_download(
             repo_id, revision=revision, allow_patterns=builtins.list(FOLDER_FILES), force_download=force_download,
@@ -266,10 +321,10 @@ def pull(name_or_repo: str, revision: str | None = None, *, force_download: bool
         source = f"zoo model {name_or_repo!r} from {repo_id}@{revision}"
     config_path = folder / CONFIG_NAME
     if not config_path.is_file() or config_path.stat().st_size > MAX_CONFIG_BYTES:
-        raise MissingFileError(f"{source} has no usable {CONFIG_NAME}; it is not a lightning-gen model.")
+        raise _checks().MissingFileError(f"{source} has no usable {CONFIG_NAME}; it is not a lightning-gen model.")
     config = json.loads(config_path.read_text())
-    validate_config(GenerativeModule, config, source)  # a lightning-gen model of a known class, sane values
-    verify_weights(folder / WEIGHTS_NAME, config, source, pin)
+    _checks().validate_config(GenerativeModule, config, source)  # a lightning-gen model of a known class, sane values
+    _checks().verify_weights(folder / WEIGHTS_NAME, config, source, pin)
     return folder
 
 
@@ -282,6 +337,8 @@ def load_pretrained(
         >>> model = load_pretrained("dcgan-shapes32")
         >>> model = load_pretrained("my-org/my-gan", revision="main")  # doctest: +SKIP
     """
+    from lightning_gen._base import GenerativeModule
+
     text = os.fspath(name_or_repo_or_dir)
     if Path(text).is_dir():
         return GenerativeModule.from_pretrained(text, map_location=device)
