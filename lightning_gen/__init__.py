@@ -13,6 +13,7 @@ __version__ = "0.1.0.dev0"
 from lightning_gen.data import ImageFolderDataModule, ShapesDataModule
 from lightning_gen.gan import GANModule
 from lightning_gen.networks import ConvDecoder, ConvEncoder, DCGANDiscriminator, DCGANGenerator
+from lightning_gen.projection import ProjectionResult, project
 from lightning_gen.strategies import MultiModelDDPStrategy
 from lightning_gen.vae import VAE
 
@@ -24,7 +25,9 @@ __all__ = [
     "GANModule",
     "ImageFolderDataModule",
     "MultiModelDDPStrategy",
+    "ProjectionResult",
     "ShapesDataModule",
     "VAE",
     "__version__",
+    "project",
 ]

@@ -34,6 +34,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
 from lightning_gen._images import save_images
+from lightning_gen.latents import check_truncation
 
 
 class SeedDataModule(pl.LightningDataModule):
@@ -43,17 +44,32 @@ class SeedDataModule(pl.LightningDataModule):
         n: number of images to predict.
         start: the first seed.
         batch_size: seeds per batch (images generated per forward pass).
+        truncation: ``psi`` in (0, 1] for every image (see ``sample(..., truncation=psi)``); None: none.
     """
 
-    def __init__(self, n: int = 64, start: int = 0, batch_size: int = 256):
+    def __init__(self, n: int = 64, start: int = 0, batch_size: int = 256, truncation: float | None = None):
         super().__init__()
         if n < 1 or batch_size < 1 or start < 0:
             raise ValueError(f"n and batch_size must be >= 1 and start >= 0, got n={n}, batch_size={batch_size}, start={start}.")
+        check_truncation(truncation)
         self.save_hyperparameters()
 
     def predict_dataloader(self) -> DataLoader:
         seeds = torch.arange(self.hparams.start, self.hparams.start + self.hparams.n)
-        return DataLoader(seeds, batch_size=self.hparams.batch_size, shuffle=False)
+        truncation = self.hparams.get("truncation")
+        # Without truncation the batches stay plain seed tensors, as before; with it, dicts predict_step reads.
+        collate = None if truncation is None else _SeedsWithTruncation(truncation)
+        return DataLoader(seeds, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=collate)
+
+
+class _SeedsWithTruncation:
+    """Collate seeds into ``{"seeds": (B,), "truncation": psi}`` (a class, so worker processes can pickle it)."""
+
+    def __init__(self, truncation: float):
+        self.truncation = truncation
+
+    def __call__(self, seeds: list[torch.Tensor]) -> dict[str, Any]:
+        return {"seeds": torch.stack(seeds), "truncation": self.truncation}
 
 
 class ImageWriter(BasePredictionWriter):
@@ -77,7 +93,10 @@ class ImageWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if isinstance(batch, dict):
+            inputs = batch["seeds"] if "seeds" in batch else batch["latents"]
+        else:
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
         if not torch.as_tensor(inputs).is_floating_point():
             names = [int(s) for s in torch.as_tensor(inputs).flatten().tolist()]
         else:  # latents: number the images by their position in the dataset

@@ -104,10 +104,12 @@ def write_samples(
     seed: int | None = None,
     batch_size: int = 256,
     progress: bool = True,
+    truncation: float | None = None,
 ) -> int:
     """Write ``n`` samples as ``000000.png``, ``000001.png``... with memory bounded by ``batch_size``.
 
-    A seed makes the files the images of ``module.sample(n, seed=seed)``, whatever the batch size.
+    A seed makes the files the images of ``module.sample(n, seed=seed, truncation=truncation)``, whatever the
+    batch size.
 
     Example:
         >>> import tempfile
@@ -120,7 +122,7 @@ def write_samples(
 
     written = 0
     with tqdm(total=n, unit="img", desc="sampling", disable=not progress) as bar:
-        for chunk in module.iter_samples(n, seed=seed, batch_size=batch_size):
+        for chunk in module.iter_samples(n, seed=seed, batch_size=batch_size, truncation=truncation):
             save_images(chunk.cpu(), out_dir, start_index=written)
             written += chunk.shape[0]
             bar.update(chunk.shape[0])
