@@ -25,19 +25,23 @@ _LAZY_EXPORTS = {
     "ConvEncoder": "lightning_gen.networks",
     "DCGANDiscriminator": "lightning_gen.networks",
     "DCGANGenerator": "lightning_gen.networks",
+    "DigitsDataModule": "lightning_gen.data",
     "GANModule": "lightning_gen.gan",
     "ImageFolderDataModule": "lightning_gen.data",
     "MultiModelDDPStrategy": "lightning_gen.strategies",
+    "ProjectionResult": "lightning_gen.projection",
     "ShapesDataModule": "lightning_gen.data",
     "VAE": "lightning_gen.vae",
+    "project": "lightning_gen.projection",
 }
 
 __all__ = [*sorted(_LAZY_EXPORTS), "__version__"]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real imports
-    from lightning_gen.data import ImageFolderDataModule, ShapesDataModule
+    from lightning_gen.data import DigitsDataModule, ImageFolderDataModule, ShapesDataModule
     from lightning_gen.gan import GANModule
     from lightning_gen.networks import ConvDecoder, ConvEncoder, DCGANDiscriminator, DCGANGenerator
+    from lightning_gen.projection import ProjectionResult, project
     from lightning_gen.strategies import MultiModelDDPStrategy
     from lightning_gen.vae import VAE
 

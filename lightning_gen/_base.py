@@ -27,6 +27,7 @@ This is the only place that knows about Lightning's plumbing for alternating upd
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 
 from lightning_gen._images import to_float, unpack_batch
 from lightning_gen.hub import HubMixin
+from lightning_gen.latents import check_truncation, sample_mapped, truncated_normal, truncation_threshold
 from lightning_gen.strategies import adapt_strategy
 
 NONFINITE_POLICIES = ("raise", "skip")
@@ -372,10 +374,11 @@ class GenerativeModule(HubMixin, pl.LightningModule):
     def _noise(self, n: int) -> Tensor:
         return torch.randn(n, self.latent_dim, device=self.device, generator=self._noise_generator())
 
-    def _latents_for_sampling(self, n: int, seed: int | None) -> Tensor:
-        # Drawn on the CPU, so a seed gives the same images on every device.
+    def _latents_for_sampling(self, n: int, seed: int | None, threshold: float = math.inf) -> Tensor:
+        # Drawn on the CPU, so a seed gives the same images on every device. A finite threshold redraws the
+        # components beyond it from the same generator (BigGAN's truncation; see lightning_gen.latents).
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        return torch.randn(n, self.latent_dim, generator=generator)
+        return truncated_normal((n, self.latent_dim), threshold, generator)
 
     def _optimizers(self) -> list:
         optimizers = self.optimizers()
@@ -476,26 +479,59 @@ class GenerativeModule(HubMixin, pl.LightningModule):
             raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}.")
         return labels
 
+    def _mapping_network(self) -> nn.Module | None:
+        """The sampling generator when it has a mapping network (truncated in w, see ``latents.MappingNetwork``)."""
+        return None
+
+    def _truncated_batch(self, z: Tensor, labels: Tensor | None, psi: float | None) -> Tensor:
+        """``_sample_batch`` with StyleGAN's truncation in w where the generator has a mapping network.
+
+        Gaussian truncation happened when ``z`` was drawn; ``psi = 1`` (or None) is plain ``_sample_batch``.
+        """
+        mapping = self._mapping_network() if psi is not None and psi < 1.0 else None
+        if mapping is None:
+            return self._sample_batch(z, labels)
+        with eval_mode(mapping), torch.no_grad():
+            return sample_mapped(mapping, z, labels, psi)
+
+    def _truncation_threshold(self, psi: float | None) -> float:
+        """Where the Gaussian latents are cut for ``psi``: nowhere without truncation or with a mapping network."""
+        return math.inf if psi is None or self._mapping_network() is not None else truncation_threshold(psi)
+
     @torch.no_grad()
     def iter_samples(
-        self, n: int, seed: int | None = None, labels: Tensor | None = None, batch_size: int = 256
+        self,
+        n: int,
+        seed: int | None = None,
+        labels: Tensor | None = None,
+        batch_size: int = 256,
+        truncation: float | None = None,
     ) -> Iterator[Tensor]:
         """Yield ``n`` images in [-1, 1] in chunks of ``batch_size``, on the module's device.
 
         Memory on the device is bounded by ``batch_size`` whatever ``n`` is; the chunks concatenate to
-        ``sample(n, seed, labels)``.
+        ``sample(n, seed, labels, truncation=truncation)``.
         """
         from lightning_gen.networks._layout import validate_positive
 
         validate_positive("n", n)
         validate_positive("batch_size", batch_size)
-        z = self._latents_for_sampling(n, seed)  # n x latent_dim floats on the CPU: small even for 50k
+        psi = check_truncation(truncation)
+        z = self._latents_for_sampling(n, seed, self._truncation_threshold(psi))  # n x latent_dim floats on the CPU
         labels = self._default_labels(n, labels)
         for start in range(0, n, batch_size):
             chunk_labels = None if labels is None else labels[start : start + batch_size].to(self.device)
-            yield self._sample_batch(z[start : start + batch_size].to(self.device), chunk_labels).float().clamp(-1, 1)
+            chunk = self._truncated_batch(z[start : start + batch_size].to(self.device), chunk_labels, psi)
+            yield chunk.float().clamp(-1, 1)
 
-    def sample(self, n: int, seed: int | None = None, labels: Tensor | None = None, batch_size: int = 256) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        seed: int | None = None,
+        labels: Tensor | None = None,
+        batch_size: int = 256,
+        truncation: float | None = None,
+    ) -> Tensor:
         """Generate ``n`` images in [-1, 1], shape (n, C, H, W), gathered on the CPU.
 
         Args:
@@ -504,31 +540,50 @@ class GenerativeModule(HubMixin, pl.LightningModule):
             labels: class labels (n,) for a conditional model; default cycles through the classes.
             batch_size: images generated per forward pass; device memory is bounded by it, and each
                 chunk moves to the CPU as soon as it is made (use :meth:`iter_samples` to stream).
+            truncation: ``psi`` in (0, 1] trades diversity for fidelity (None or 1: plain sampling, bit for
+                bit). Gaussian latents are redrawn beyond the threshold that keeps the share ``psi`` of
+                N(0, 1) (BigGAN); generators with a mapping network use ``w_avg + psi (w - w_avg)``
+                (StyleGAN). See :mod:`lightning_gen.latents`.
         """
-        return torch.cat([chunk.cpu() for chunk in self.iter_samples(n, seed, labels, batch_size)])
+        chunks = self.iter_samples(n, seed, labels, batch_size, truncation=truncation)
+        return torch.cat([chunk.cpu() for chunk in chunks])
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Images in [-1, 1] for a batch of latents (float, (B, latent_dim)) or of integer seeds ((B,)).
 
         A seed ``s`` gives the same image as ``sample(1, seed=s)``. Conditional models take ``(latents or
-        seeds, labels)`` pairs, or use ``s % num_classes`` as the label of seed ``s``.
+        seeds, labels)`` pairs, or use ``s % num_classes`` as the label of seed ``s``. A dict batch
+        ``{"seeds" or "latents": ..., "labels": ..., "truncation": psi}`` (what ``SeedDataModule(truncation=psi)``
+        yields) samples with truncation: seed ``s`` then gives ``sample(1, seed=s, truncation=psi)``.
         """
-        inputs, labels = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+        psi = None
+        if isinstance(batch, dict):
+            inputs = batch["seeds"] if "seeds" in batch else batch["latents"]
+            labels, psi = batch.get("labels"), check_truncation(batch.get("truncation"))
+        else:
+            inputs, labels = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
         inputs = torch.as_tensor(inputs)
         if inputs.is_floating_point():
             if inputs.ndim != 2 or inputs.shape[1] != self.latent_dim:
                 raise ValueError(f"Latent batches must have shape (B, {self.latent_dim}), got {tuple(inputs.shape)}.")
+            if not math.isinf(self._truncation_threshold(psi)):
+                raise ValueError(
+                    "Truncating given latents needs a generator with a mapping network; Gaussian latents are "
+                    "truncated while they are drawn. Pass seeds, or draw the latents with "
+                    "lightning_gen.latents.truncated_normal."
+                )
             z = inputs.to(self.device)
         else:
             seeds = inputs.flatten().tolist()  # a handful of integers per batch; predict is not a hot loop
-            z = torch.cat([self._latents_for_sampling(1, int(s)) for s in seeds]).to(self.device)
+            threshold = self._truncation_threshold(psi)
+            z = torch.cat([self._latents_for_sampling(1, int(s), threshold) for s in seeds]).to(self.device)
             if labels is None and self.num_classes:
                 labels = torch.tensor(seeds) % self.num_classes
         if self.num_classes and labels is None:
             labels = torch.arange(z.shape[0]) % self.num_classes
         labels = None if labels is None else torch.as_tensor(labels).to(self.device)
         with torch.no_grad():
-            return self._sample_batch(z, labels).float().clamp(-1, 1)
+            return self._truncated_batch(z, labels, psi).float().clamp(-1, 1)
 
 
 def kl_warmup_factor(step: int, warmup_steps: int) -> float:

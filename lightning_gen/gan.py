@@ -28,6 +28,7 @@ from lightning_gen._base import GenerativeModule, eval_mode
 from lightning_gen._images import log_image_grid
 from lightning_gen.augment import LeCamRegularizer, build_augment, sum_across_processes
 from lightning_gen.ema import GeneratorEMA
+from lightning_gen.latents import MappingNetwork, generate_path, interpolate_latents, walk_latents, walk_weights
 from lightning_gen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty, r1_penalty_from_logits
 from lightning_gen.networks.dcgan import DISCRIMINATOR_NORMS, DCGANDiscriminator, DCGANGenerator
 from lightning_gen.networks._layout import validate_image_size, validate_positive
@@ -330,6 +331,71 @@ class GANModule(GenerativeModule):
         generator = self.sampling_generator
         with eval_mode(generator), torch.no_grad():
             return self._generate(generator, z, labels)
+
+    def _mapping_network(self) -> nn.Module | None:
+        generator = self.sampling_generator
+        return generator if isinstance(generator, MappingNetwork) else None
+
+    @torch.no_grad()
+    def interpolate(
+        self, z1: Tensor, z2: Tensor, steps: int = 8, method: str = "slerp", labels: Any = None
+    ) -> Tensor:
+        """Images of ``steps`` latents from ``z1`` to ``z2`` (both ends included), like ``VAE.interpolate``.
+
+        Args:
+            z1, z2: latents (latent_dim,) -> returns (steps, C, H, W), or batches (B, latent_dim) -> returns
+                (B, steps, C, H, W).
+            steps: images per path, >= 2.
+            method: ``"slerp"`` (along the sphere, where Gaussian latents live) or ``"lerp"``.
+            labels: conditional models only: labels kept along the path (an int or (B,)), or a pair
+                ``(start, end)`` whose label embeddings are mixed along the path (morphing; generators exposing
+                ``label_embedding``). Default: the classes in turn, as ``sample`` uses them.
+        """
+        single = z1.ndim == 1
+        z1, z2 = (z.unsqueeze(0) if single else z for z in (z1, z2))
+        path = interpolate_latents(z1.float(), z2.float(), steps, method)  # (B, steps, D)
+        start, end = self._path_labels(labels, z1.shape[0])
+        t = torch.linspace(0, 1, steps).repeat(z1.shape[0])
+        expand = (lambda x: None if x is None else x.repeat_interleave(steps))  # noqa: E731
+        images = self._generate_path(path.flatten(0, 1), expand(start), expand(end), t).unflatten(0, (z1.shape[0], steps))
+        return images[0] if single else images
+
+    @torch.no_grad()
+    def walk(
+        self, points: Tensor, steps: int = 16, method: str = "slerp", labels: Tensor | None = None, loop: bool = False
+    ) -> Tensor:
+        """Images along a walk through latents ``points`` (K, latent_dim): ``steps`` frames per segment.
+
+        Returns ((K - 1) * steps + 1, C, H, W), or (K * steps, C, H, W) with ``loop`` (back to the first point,
+        for animations that repeat). ``labels`` (K,), conditional models only: one label per point, kept where
+        neighbours agree and morphed between different ones (generators exposing ``label_embedding``);
+        default: all of class 0.
+        """
+        path = walk_latents(points.float(), steps, method, loop)
+        if not self.num_classes:
+            if labels is not None:
+                raise ValueError(f"{type(self).__name__} is unconditional (num_classes=0); labels must be None.")
+            return self._generate_path(path, None, None, None)
+        labels = torch.zeros(points.shape[0], dtype=torch.long) if labels is None else torch.as_tensor(labels).long()
+        if labels.shape != (points.shape[0],):
+            raise ValueError(f"labels must give one label per point, shape ({points.shape[0]},), got {tuple(labels.shape)}.")
+        start, end, t = walk_weights(points.shape[0], steps, loop)
+        return self._generate_path(path, labels[start], labels[end], t)
+
+    def _path_labels(self, labels: Any, batch: int) -> tuple[Tensor | None, Tensor | None]:
+        if isinstance(labels, (tuple, list)) and len(labels) == 2:
+            start, end = (torch.as_tensor(x).long().expand(batch) for x in labels)
+            return self._default_labels(batch, start.clone()), self._default_labels(batch, end.clone())
+        kept = None if labels is None else torch.as_tensor(labels).long().expand(batch).clone()
+        kept = self._default_labels(batch, kept)
+        return kept, kept
+
+    def _generate_path(self, z: Tensor, start: Tensor | None, end: Tensor | None, t: Tensor | None) -> Tensor:
+        generator = self.sampling_generator
+        move = (lambda x: None if x is None else x.to(self.device))  # noqa: E731
+        with eval_mode(generator), torch.no_grad():
+            images = generate_path(generator, z.to(self.device), move(start), move(end), t)
+        return images.float().clamp(-1, 1).cpu()
 
 
 def _uncompiled(network: nn.Module | None) -> nn.Module | None:

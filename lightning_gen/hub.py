@@ -63,6 +63,7 @@ from lightning_gen.hub_format import (  # noqa: F401
     CONFIG_NAME,
     DATA_NORMALIZATION,
     DEFAULT_COMMIT_MESSAGE,
+    EXPORT_NAMES,
     FOLDER_FILES,
     FORMAT_VERSION,
     LIBRARY_NAME,

@@ -19,6 +19,7 @@ __all__ = [
     "CONFIG_NAME",
     "DATA_NORMALIZATION",
     "DEFAULT_COMMIT_MESSAGE",
+    "EXPORT_NAMES",
     "FOLDER_FILES",
     "FORMAT_VERSION",
     "LIBRARY_NAME",
@@ -39,7 +40,8 @@ RUNTIME_ARGUMENTS = ("compile", "channels_last")
 META_KEY = "lightning_gen"  # the config.json section that is ours; every other key is a constructor argument
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME = "config.json", "model.safetensors", "README.md"
 SAMPLES_NAME, RECIPE_NAME = "samples.png", "recipe.yaml"
-FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME, RECIPE_NAME)  # what a push uploads
+EXPORT_NAMES = ("generator.onnx", "generator.torchscript.pt")  # deployment files (lightning_gen.export)
+FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME, RECIPE_NAME, *EXPORT_NAMES)  # what a push uploads
 DEFAULT_COMMIT_MESSAGE = "Upload lightning-gen model"
 MAX_CONFIG_BYTES = 1 << 20  # a real config.json is ~1 KB; anything near this is not one
 # Upper bounds on the constructor arguments that size a network, checked before anything is built. They

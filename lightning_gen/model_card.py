@@ -125,6 +125,7 @@ class CardInfo:
     recipe: str | None = None  # the LightningCLI YAML that trained the model; default: recipe.yaml in the folder
     repo_id: str | None = None  # shown in the usage snippet (push_to_hub fills it in)
     zoo_name: str | None = None  # registered zoo name, shown in the usage snippet
+    extra_files: Sequence[tuple[str, str]] = ()  # (file name, what it is) of further files, listed under "Files"
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any] | None) -> CardInfo:
@@ -225,7 +226,8 @@ def build_model_card(config: Mapping[str, Any], info: CardInfo, tags: Sequence[s
     else:
         body += ["No recipe was recorded; the constructor arguments are in `config.json`.", ""]
     body += ["## Files", "", "- `config.json`: constructor arguments, data normalisation, stored networks."]
-    body += [f"- `model.safetensors`: inference weights (sha256 `{meta['weights']['sha256']}`); no pickle.", ""]
+    body += [f"- `model.safetensors`: inference weights (sha256 `{meta['weights']['sha256']}`); no pickle."]
+    body += [*[f"- `{name}`: {what}" for name, what in info.extra_files], ""]
     return f"---\n{front.rstrip()}\n---\n\n" + "\n".join(body)
 
 

@@ -44,6 +44,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
 from lightning_gen._images import save_images
+from lightning_gen.latents import check_truncation
 
 
 class SeedDataModule(pl.LightningDataModule):
@@ -57,6 +58,7 @@ class SeedDataModule(pl.LightningDataModule):
         labels: classes to draw, e.g. ``"0-9"``, ``"0,3,7"``, ``"all"`` or a list of ints; seeds are then paired
             with labels, ``per_class`` consecutive seeds per label, and batches are ``(seeds, labels)``.
         per_class: images per label (default ``n`` divided by the number of labels, else 8).
+        truncation: ``psi`` in (0, 1] for every image (see ``sample(..., truncation=psi)``); None: none.
 
     Example:
         >>> dm = SeedDataModule(labels="0-2", per_class=2)
@@ -71,6 +73,7 @@ class SeedDataModule(pl.LightningDataModule):
         batch_size: int = 256,
         labels: str | list[int] | None = None,
         per_class: int | None = None,
+        truncation: float | None = None,
     ):
         super().__init__()
         if labels is None and per_class is not None:
@@ -90,6 +93,7 @@ class SeedDataModule(pl.LightningDataModule):
                 f"n, batch_size and per_class must be >= 1 and start >= 0, got n={n}, batch_size={batch_size}, "
                 f"per_class={per_class}, start={start}."
             )
+        check_truncation(truncation)
         self.save_hyperparameters()
         self.hparams.n, self.hparams.per_class = n, per_class
 
@@ -118,10 +122,29 @@ class SeedDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         seeds = torch.arange(self.hparams.start, self.hparams.start + self.hparams.n)
+        truncation = self.hparams.get("truncation")
+        if truncation is not None:
+            # Dicts that predict_step reads: seeds, the truncation and (conditional) the labels.
+            dataset = seeds if self._labels is None else torch.utils.data.TensorDataset(seeds, self.labels_of_seeds())
+            return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=False, collate_fn=_SeedsWithTruncation(truncation))
         if self._labels is None:
             return DataLoader(seeds, batch_size=self.hparams.batch_size, shuffle=False)
         dataset = torch.utils.data.TensorDataset(seeds, self.labels_of_seeds())
         return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=False)
+
+
+class _SeedsWithTruncation:
+    """Collate seeds (or (seed, label) pairs) into ``{"seeds": (B,), "labels": (B,), "truncation": psi}`` (a class,
+    so worker processes can pickle it)."""
+
+    def __init__(self, truncation: float):
+        self.truncation = truncation
+
+    def __call__(self, items: list[Any]) -> dict[str, Any]:
+        if isinstance(items[0], (tuple, list)):
+            seeds, labels = zip(*items)
+            return {"seeds": torch.stack(seeds), "labels": torch.stack(labels), "truncation": self.truncation}
+        return {"seeds": torch.stack(items), "truncation": self.truncation}
 
 
 class ImageWriter(BasePredictionWriter):
@@ -149,7 +172,10 @@ class ImageWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if isinstance(batch, dict):
+            inputs = batch["seeds"] if "seeds" in batch else batch["latents"]
+        else:
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
         if not torch.as_tensor(inputs).is_floating_point():
             names = [int(s) for s in torch.as_tensor(inputs).flatten().tolist()]
         else:  # latents: number the images by their position in the dataset

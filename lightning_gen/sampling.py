@@ -105,10 +105,12 @@ def write_samples(
     seed: int | None = None,
     batch_size: int = 256,
     progress: bool = True,
+    truncation: float | None = None,
 ) -> int:
     """Write ``n`` samples as ``000000.png``, ``000001.png``... with memory bounded by ``batch_size``.
 
-    A seed makes the files the images of ``module.sample(n, seed=seed)``, whatever the batch size.
+    A seed makes the files the images of ``module.sample(n, seed=seed, truncation=truncation)``, whatever the
+    batch size.
 
     Example:
         >>> import tempfile
@@ -121,7 +123,7 @@ def write_samples(
 
     written = 0
     with tqdm(total=n, unit="img", desc="sampling", disable=not progress) as bar:
-        for chunk in module.iter_samples(n, seed=seed, batch_size=batch_size):
+        for chunk in module.iter_samples(n, seed=seed, batch_size=batch_size, truncation=truncation):
             save_images(chunk.cpu(), out_dir, start_index=written)
             written += chunk.shape[0]
             bar.update(chunk.shape[0])
@@ -193,12 +195,14 @@ def write_class_samples(
     batch_size: int = 256,
     class_names: Sequence[str] | None = None,
     progress: bool = True,
+    truncation: float | None = None,
 ) -> dict[str, int]:
     """Write ``per_class`` samples of each label into ``out_dir/<class>/000000.png, ...``.
 
     The folders read back with :class:`~lightning_gen.data.ImageFolderDataModule` with the same labels (see
     :func:`class_folder_names`; ``class_names`` default to the module's ``class_names`` attribute, if any). The
-    images are those of ``module.sample(len(labels) * per_class, seed, labels=<each label per_class times>)``.
+    images are those of ``module.sample(len(labels) * per_class, seed, labels=<each label per_class times>,
+    truncation=truncation)``.
 
     Returns:
         Images written per class folder.
@@ -219,7 +223,7 @@ def write_class_samples(
     written: dict[str, int] = {}
     done = 0
     with tqdm(total=len(requested), unit="img", desc="sampling", disable=not progress) as bar:
-        for chunk in module.iter_samples(len(requested), seed=seed, labels=requested, batch_size=batch_size):
+        for chunk in module.iter_samples(len(requested), seed=seed, labels=requested, batch_size=batch_size, truncation=truncation):
             for image, label in zip(chunk.cpu(), requested[done : done + chunk.shape[0]].tolist()):
                 name = names[label]
                 save_images(image[None], Path(out_dir) / name, start_index=written.get(name, 0))

@@ -21,6 +21,7 @@ COMMANDS = {
     "fid": ("lightning_gen.cli.fid", "main", "FID / IS / KID / precision-recall between two image sources, as JSON"),
     "fid-stats": ("lightning_gen.cli.fid", "stats_main", "write an image source's FID statistics (mu, sigma) to a .npz"),
     "zoo": ("lightning_gen.cli.zoo", "main", "list, show, pull, push, export and import-dcgan zoo models"),
+    "project": ("lightning_gen.cli.project", "main", "find the latents that reproduce real images (GAN inversion)"),
     "sweep": ("lightning_gen.cli.sweep", "main", "grids and searches of configurations on an Optuna study, with a report"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

@@ -7,10 +7,13 @@ Sub-commands::
     lightning-gen zoo pull NAME_OR_REPO [--revision REV] [--force]
     lightning-gen zoo push DIR_OR_NAME --repo-id ORG/NAME [--private] [--branch B] [--create-pr] [--message MSG]
     lightning-gen zoo export CKPT DIR [--zoo-name NAME] [--recipe FILE] [--metrics FILE ...] [--dataset D] ...
+                                      [--onnx] [--torchscript]
     lightning-gen zoo import-dcgan NETG.pth [--netd NETD.pth] --out DIR
 
 ``export --zoo-name`` and ``push NAME`` also update the registry (``lightning_gen/zoo/index.json``):
 the sha256 of newly exported weights, the repository and commit of a push. Commit that file.
+``export --onnx`` / ``--torchscript`` also write the sampling generator for deployment (``generator.onnx``,
+``generator.torchscript.pt``; see :mod:`lightning_gen.export`), listed on the card and uploaded by ``push``.
 ``export --metrics`` reads the card metrics from JSON (see :func:`lightning_gen.model_card.metrics_from_json`):
 FID / IS / KID entries, the optional shapes entries (``fsd``, ``validity``, ``<factor>_tv``, ``<factor>_coverage``)
 that :func:`lightning_gen.model_card.shapes_metrics_json` writes, or ``evaluate_shapes(...).to_json()`` as it is.
@@ -97,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--class-names", default=None, help="comma-separated label names of a conditional model")
     export.add_argument("--include-discriminator", action="store_true", help="also store the discriminator")
     export.add_argument("--no-samples", action="store_true", help="do not draw samples.png")
+    export.add_argument("--onnx", action="store_true", help="also write generator.onnx (dynamic batch axis)")
+    export.add_argument("--torchscript", action="store_true", help="also write generator.torchscript.pt (traced)")
 
     dcgan = sub.add_parser("import-dcgan", help="convert netG/netD state dicts of the PyTorch DCGAN example")
     dcgan.add_argument("netg", metavar="NETG.pth", help="torch.save(netG.state_dict()) of the example")
@@ -242,6 +247,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     if args.recipe and Path(args.recipe).resolve() != (directory / RECIPE_NAME).resolve():
         shutil.copyfile(args.recipe, directory / RECIPE_NAME)  # so that a push publishes it too
+    extra_files = _export_deployment_files(module, directory, onnx=args.onnx, torchscript=args.torchscript)
     card = CardInfo(
         model_name=entry.name if entry else None,
         description=args.description or (entry.description if entry else None),
@@ -251,6 +257,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         recipe=recipe,
         repo_id=args.repo_id or (entry.repo_id if entry else None),
         zoo_name=entry.name if entry else None,
+        extra_files=extra_files,
     )
     module.save_pretrained(
         directory,
@@ -266,6 +273,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
         zoo.update_index_entry(entry.name, sha256=digest, revision=None)
         print(f"recorded the new sha256 for {entry.name} in {zoo.INDEX_PATH}; push it to publish")
     return 0
+
+
+def _export_deployment_files(module: GenerativeModule, directory: Path, *, onnx: bool, torchscript: bool) -> tuple:
+    """Write the requested deployment files; return their (name, description) pairs for the card."""
+    from lightning_gen import export
+
+    inputs = "`z` (batch, latent_dim) float32" + (" and `labels` (batch,) int64" if module.num_classes else "")
+    files = []
+    if onnx:
+        export.export_onnx(module, directory / export.ONNX_NAME)
+        files.append((export.ONNX_NAME, f"the sampling generator as ONNX: {inputs} -> `images` in [-1, 1]."))
+    if torchscript:
+        export.export_torchscript(module, directory / export.TORCHSCRIPT_NAME)
+        files.append((export.TORCHSCRIPT_NAME, f"the sampling generator as TorchScript (`torch.jit.load`): {inputs}."))
+    for name, _ in files:
+        print(f"wrote {directory / name}")
+    return tuple(files)
 
 
 def _cmd_import_dcgan(args: argparse.Namespace) -> int:
