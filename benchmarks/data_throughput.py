@@ -87,6 +87,7 @@ def ours(root: Path, args, cache: bool, cache_dir: Path) -> float:
             random_flip=False,  # torchvision's pipeline below doesn't flip either
             cache=cache,
             cache_dir=cache_dir,
+            in_memory=False,  # the decoding (or memory-mapped) path; small folders would otherwise stay in memory
         )
 
     if cache:

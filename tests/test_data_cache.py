@@ -210,7 +210,7 @@ def test_cache_key_depends_on_metadata_and_settings():
 
 def test_cached_dataset_pickles_without_the_array(tmp_path):
     root = write_folder(tmp_path / "images", 40)
-    dm = make_dm(root, tmp_path / "cache", image_size=32, val_fraction=0.0)
+    dm = make_dm(root, tmp_path / "cache", image_size=32, val_fraction=0.0, in_memory=False)  # the memory-mapped dataset
     dm.setup()
     dataset = dm._datasets["train"]
     dataset[0]  # opens the memory map

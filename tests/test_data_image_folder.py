@@ -304,11 +304,16 @@ def test_bad_file_raises_an_error_naming_it(tmp_path, monkeypatch, kind):
     assert error.value.path is not None and error.value.path.endswith(bad.name)
 
 
+# The next tests cover bad files found while streaming (in_memory=False): replaced in their batch by a
+# substitute. Kept in memory (the default for small folders), bad files are found in setup and left out,
+# as with cache=True (tests/test_data_in_memory.py).
+
+
 def test_many_bad_files_give_one_warning_with_count_and_first_paths(tmp_path):
     flat_folder(tmp_path, 9)
     for i in range(7):
         (tmp_path / f"broken_{i}.jpg").write_bytes(b"not a jpeg at all")
-    dm = make_dm(tmp_path)
+    dm = make_dm(tmp_path, in_memory=False)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         dm.setup("fit")
@@ -326,7 +331,7 @@ def test_bad_files_in_worker_processes_are_skipped_or_named(tmp_path):
     data = _noise_png()
     (tmp_path / "half.png").write_bytes(data[: len(data) // 3])
     (tmp_path / "fake.gif").write_text("GIF? no.")
-    dm = make_dm(tmp_path, num_workers=2, on_error="skip")
+    dm = make_dm(tmp_path, in_memory=False, num_workers=2, on_error="skip")
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         dm.setup("fit")
@@ -336,7 +341,7 @@ def test_bad_files_in_worker_processes_are_skipped_or_named(tmp_path):
     assert "half.png" in messages[0] and "fake.gif" in messages[0]
     assert images.shape[0] == 12
 
-    strict = make_dm(tmp_path, num_workers=2, on_error="raise")
+    strict = make_dm(tmp_path, in_memory=False, num_workers=2, on_error="raise")
     strict.setup("fit")
     with pytest.raises(ImageDecodeError, match=r"(half\.png|fake\.gif)"):
         all_images(strict.train_dataloader())
@@ -352,7 +357,7 @@ def test_substitutes_for_bad_files_and_flips_do_not_depend_on_workers_or_global_
     batches = {}
     for workers, global_seed in ((0, 0), (2, 1234)):
         torch.manual_seed(global_seed)
-        dm = make_dm(tmp_path, num_workers=workers, random_flip=True)
+        dm = make_dm(tmp_path, in_memory=False, num_workers=workers, random_flip=True)
         dm.setup("fit")
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(3)
@@ -369,7 +374,7 @@ def test_unreadable_split_stops_with_a_clear_error(tmp_path):
     # Every substitute is bad too except one file: sometimes works, but a split of
     # only bad files must not loop forever.
     (tmp_path / "good.png").unlink()
-    dm = make_dm(tmp_path, batch_size=2)
+    dm = make_dm(tmp_path, in_memory=False, batch_size=2)
     dm.setup("fit")
     with pytest.raises(ImageDecodeError, match="in a row could not be decoded"):
         all_images(dm.train_dataloader())

@@ -49,9 +49,15 @@ def image_root(tmp_path_factory) -> Path:
 
 
 def make_data(kind: str, root: Path, num_workers: int, **overrides):
-    """The library's data modules at their defaults (random_flip=True), shrunk to a few batches."""
-    if kind == "image_folder":
+    """The library's data modules at their defaults (random_flip=True), shrunk to a few batches.
+
+    ``image_folder`` is small enough to be kept in memory by default; ``image_folder_streamed`` decodes
+    every item on every epoch (``in_memory=False``), the path of larger folders.
+    """
+    if kind.startswith("image_folder"):
         options = dict(image_size=IMAGE_SIZE, batch_size=4, num_workers=num_workers, val_fraction=0.2)
+        if kind == "image_folder_streamed":
+            options["in_memory"] = False
         options.update(overrides)
         return ImageFolderDataModule(Path(root), **options)
     options = dict(image_size=IMAGE_SIZE, num_images=16, batch_size=4, val_fraction=0.25, num_workers=num_workers)
@@ -68,7 +74,7 @@ def epoch_images(data, epoch: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------ the data path alone
 
 
-@pytest.mark.parametrize("kind", ["image_folder", "shapes"])
+@pytest.mark.parametrize("kind", ["image_folder", "image_folder_streamed", "shapes"])
 def test_training_batches_depend_only_on_seed_epoch_and_index(kind, image_root):
     data = make_data(kind, image_root, num_workers=0)
     data.setup("fit")
@@ -100,11 +106,11 @@ def test_training_batches_depend_only_on_seed_epoch_and_index(kind, image_root):
     assert torch.equal(torch.cat([images for images, _ in data.val_dataloader()]), plain_val)
 
 
-@pytest.mark.parametrize("kind", ["image_folder", "shapes"])
+@pytest.mark.parametrize("kind", ["image_folder", "image_folder_streamed", "shapes"])
 def test_the_data_path_leaves_the_global_rng_alone(kind, image_root, tmp_path):
     # Otherwise the model's random draws would shift with what the data path did, e.g. whether the
     # image cache had to be built in this run.
-    extra = dict(cache=True, cache_dir=tmp_path / "cache") if kind == "image_folder" else {}
+    extra = dict(cache=True, cache_dir=tmp_path / "cache") if kind.startswith("image_folder") else {}
     torch.manual_seed(7)
     before = torch.get_rng_state()
     data = make_data(kind, image_root, num_workers=2, **extra)
@@ -176,6 +182,7 @@ MODELS = {
     [
         ("gan-ema", "image_folder", 0),
         ("gan-ema", "image_folder", 2),
+        ("gan-ema", "image_folder_streamed", 2),
         ("gan-ema", "shapes", 0),
         ("gan-ema", "shapes", 2),
         ("vae", "image_folder", 0),
@@ -191,7 +198,7 @@ def test_resume_with_library_data_matches_uninterrupted_run(tmp_path, image_root
     _fit(tmp_path / "split", make_model, make_datamodule, max_epochs=2)
     # Lightning resumes with weights_only=True: a pathlib.Path anywhere in the checkpoint would fail here.
     saved = torch.load(tmp_path / "split" / "ckpt" / "last.ckpt", weights_only=True)
-    if kind == "image_folder":
+    if kind.startswith("image_folder"):
         assert saved["datamodule_hyper_parameters"]["root"] == str(image_root)
     resumed, resumed_trainer = _fit(tmp_path / "split", make_model, make_datamodule, max_epochs=3, ckpt_path="last")
 

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from lightning_gen.data import decoding
 from lightning_gen.data.decoding import DEFAULT_BACKGROUND, DECODER_VERSION
 
-__all__ = ["ImageCache", "cache_key", "default_cache_dir", "load_or_build_cache"]
+__all__ = ["ImageCache", "cache_key", "decode_into", "default_cache_dir", "load_or_build_cache"]
 
 _FORMAT = 1
 _ARRAY_FILE = "images.npy"
@@ -211,27 +211,8 @@ def _build(
         array = np.lib.format.open_memmap(
             temporary / _ARRAY_FILE, mode="w+", dtype=np.uint8, shape=shape
         )
-        failures: dict[str, str] = {}
-        jobs = _DecodeJobs(str(root), relpaths, shape[2], shape[1])
-        loader = DataLoader(
-            jobs,
-            batch_size=32,
-            num_workers=num_workers,
-            collate_fn=_keep_as_list,
-            # Its own generator: otherwise the loader draws a worker seed from the global RNG, and
-            # a seeded run would train differently depending on whether the cache already existed.
-            generator=torch.Generator().manual_seed(0),
-        )
         with tqdm(total=len(files), desc="Caching images", unit="img", disable=not progress) as bar:
-            for results in loader:
-                for row, image, reason in results:
-                    if image is None:
-                        if on_error == "raise":
-                            raise decoding._file_error(root / relpaths[row], reason)
-                        failures[relpaths[row]] = reason
-                    else:
-                        array[row] = image
-                bar.update(len(results))
+            failures = decode_into(array, root, relpaths, num_workers, on_error, bar.update)
         array.flush()
         del array
         index = {"format": _FORMAT, "root": str(root), "files": relpaths, "failed": failures}
@@ -246,6 +227,43 @@ def _build(
     if cache is None:  # pragma: no cover - only if the disk changes under us
         raise OSError(f"The image cache just written to '{final}' cannot be read back.")
     return cache
+
+
+def decode_into(
+    array: np.ndarray,
+    root: Path,
+    relpaths: Sequence[str],
+    num_workers: int,
+    on_error: str,
+    progress: Any = None,
+) -> dict[str, str]:
+    """Decode ``root / relpaths[i]`` into ``array[i]`` (shape ``(N, C, S, S)``, uint8), in parallel workers.
+
+    Returns ``{relative path: reason}`` of the files that could not be decoded (their rows are left as
+    they were); with ``on_error="raise"`` the first one raises :class:`ImageDecodeError` instead.
+    ``progress``, when given, is called with the number of files done after each chunk.
+    """
+    failures: dict[str, str] = {}
+    loader = DataLoader(
+        _DecodeJobs(str(root), list(relpaths), array.shape[2], array.shape[1]),
+        batch_size=32,
+        num_workers=num_workers,
+        collate_fn=_keep_as_list,
+        # Its own generator: otherwise the loader draws a worker seed from the global RNG, and
+        # a seeded run would train differently depending on whether the images were decoded here.
+        generator=torch.Generator().manual_seed(0),
+    )
+    for results in loader:
+        for row, image, reason in results:
+            if image is None:
+                if on_error == "raise":
+                    raise decoding._file_error(Path(root) / relpaths[row], reason)
+                failures[relpaths[row]] = reason
+            else:
+                array[row] = image
+        if progress is not None:
+            progress(len(results))
+    return failures
 
 
 def _publish(temporary: Path, final: Path) -> None:

@@ -29,12 +29,23 @@ decoded, which happens in DataLoader workers, possibly in another process. So:
   off and, at the end of the pass over the data, emits one :class:`BadImageWarning`
   with the count and the first few paths. A file is reported once per data module,
   not once per epoch.
-* With ``cache=True`` every file is fully decoded while the cache is built, so all
-  bad files are known up front: ``"raise"`` stops the build at the first one, and
-  ``"skip"`` leaves them out of both splits and warns once in ``setup``.
+* With ``cache=True`` every file is fully decoded while the cache is built, and with
+  ``in_memory`` every file is decoded in ``setup``, so all bad files are known up front:
+  ``"raise"`` stops at the first one, and ``"skip"`` leaves them out of both splits and
+  warns once in ``setup``.
+
+Small folders in memory. When the decoded images fit in :data:`IN_MEMORY_BYTES` (256 MiB,
+e.g. 87,000 RGB images at 32x32 or 21,000 at 64x64), ``in_memory=None`` (the default)
+decodes every file once in ``setup`` into one uint8 tensor and trains from it: a batch is
+one indexing of that tensor and one masked flip, with no worker processes (``num_workers``
+then defaults to 0: workers would only copy tensors that are already in memory between
+processes). Batches, flips and resumed runs are identical to the streamed path's.
+``in_memory=False`` decodes in workers on every epoch instead (folders that change while
+training, or memory that is short); ``in_memory=True`` keeps any folder in memory.
 
 Batches. Loaders yield ``uint8`` images ``(B, C, H, W)``. Random horizontal flips are
-applied in the workers, each decided by ``(seed, epoch, index)`` alone (see
+applied per item (in the workers) or per batch (in memory), each decided by
+``(seed, epoch, index)`` alone (see
 :mod:`lightning_gen.data._sampling`), so a resumed run flips exactly as an
 uninterrupted one, with any number of workers. :meth:`on_after_batch_transfer`
 turns images into float in ``[-1, 1]`` on the training device.
@@ -65,8 +76,8 @@ from lightning_gen.data._base import (
     check_positive_int,
     default_num_workers,
 )
-from lightning_gen.data._sampling import EpochItemDataset, derive_seed
-from lightning_gen.data.cache import ImageCache, default_cache_dir, load_or_build_cache
+from lightning_gen.data._sampling import EpochIndex, EpochItemDataset, derive_seed
+from lightning_gen.data.cache import ImageCache, decode_into, default_cache_dir, load_or_build_cache
 from lightning_gen.data.folder_scan import (  # scan_image_folder and its types live there; re-exported here
     DEFAULT_EXTENSIONS,
     FileRecord,
@@ -82,13 +93,18 @@ from lightning_gen.data.decoding import (
     ImageDecodeError,
 )
 
-__all__ = ["DEFAULT_EXTENSIONS", "FolderIndex", "ImageFolderDataModule", "scan_image_folder"]
+__all__ = ["DEFAULT_EXTENSIONS", "IN_MEMORY_BYTES", "FolderIndex", "ImageFolderDataModule", "scan_image_folder"]
 
 _SHOWN_PATHS = 5  # bad files listed by name in a warning; the rest are counted
 # With on_error="skip", give up on an item after this many unreadable files in a row.
 # Substitutes are drawn at random, so with half the files broken the chance of
 # reaching it is 2**-64; reaching it means the split is essentially unreadable.
 _MAX_ATTEMPTS = 64
+#: With ``in_memory=None``, folders whose decoded uint8 images take at most this many bytes are kept in memory.
+IN_MEMORY_BYTES = 256 * 2**20
+# Folders with fewer files than this are decoded in the main process when loaded into memory:
+# starting worker processes (fork, imports) costs more than decoding a few thousand small files.
+_DECODE_IN_PROCESS_BELOW = 4096
 
 
 class ImageFolderDataModule(ImageDataModuleBase):
@@ -107,8 +123,8 @@ class ImageFolderDataModule(ImageDataModuleBase):
         image_size: Side of the square images fed to the model, in pixels.
         channels: 3 for RGB (grayscale files are replicated), 1 for grayscale.
         batch_size: Images per batch.
-        num_workers: DataLoader worker processes that decode images. Default: the
-            number of CPU cores, at most 4.
+        num_workers: DataLoader worker processes that decode images. Default: 0 when the
+            images are kept in memory, else the number of CPU cores, at most 4.
         val_fraction: Share of the files held out for validation, in [0, 1). Which
             files is fixed by ``seed`` and each file's path, so adding files never
             moves existing files between splits.
@@ -126,6 +142,10 @@ class ImageFolderDataModule(ImageDataModuleBase):
             bytes; rebuilt automatically when the folder or the settings change.
         cache_dir: Where caches are stored. Default ``$LIGHTNING_GEN_CACHE/data`` or
             ``~/.cache/lightning_gen/data``.
+        in_memory: Decode every image once in ``setup`` and train from one uint8 tensor in
+            memory (no decoding, no workers per epoch; same batches). ``None`` (default):
+            when the decoded images take at most :data:`IN_MEMORY_BYTES`. With ``cache=True``
+            the cached array is read into memory instead of decoding.
 
     ``root`` and ``cache_dir`` are kept in :attr:`hparams` as strings, so checkpoints hold no
     ``pathlib`` objects and load with ``torch.load(..., weights_only=True)``, as Lightning does
@@ -162,6 +182,7 @@ class ImageFolderDataModule(ImageDataModuleBase):
         on_error: Literal["skip", "raise"] = "skip",
         cache: bool = False,
         cache_dir: str | Path | None = None,
+        in_memory: bool | None = None,
     ) -> None:
         super().__init__()
         # save_hyperparameters() records these locals as they are now: plain strings, because
@@ -174,11 +195,13 @@ class ImageFolderDataModule(ImageDataModuleBase):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
         self.channels = int(channels)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        if num_workers is None:
-            num_workers = default_num_workers()
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        if num_workers is not None and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+        ):
             raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
-        self.num_workers = num_workers
+        # None is resolved in setup(), once it is known whether the images stay in memory.
+        self._num_workers_given = num_workers
+        self.num_workers = num_workers if num_workers is not None else default_num_workers()
         self.val_fraction = check_fraction("val_fraction", val_fraction)
         self.seed = int(seed)
         self.recursive = bool(recursive)
@@ -192,6 +215,12 @@ class ImageFolderDataModule(ImageDataModuleBase):
         self.on_error = on_error
         self.cache = bool(cache)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
+        if in_memory is not None and not isinstance(in_memory, bool):
+            raise ValueError(
+                f"in_memory must be True, False or None (automatic below {IN_MEMORY_BYTES} bytes "
+                f"of decoded images), got {in_memory!r}."
+            )
+        self.in_memory = in_memory
         self.save_hyperparameters()
         self._index: FolderIndex | None = None
         self._image_cache: ImageCache | None = None
@@ -219,6 +248,17 @@ class ImageFolderDataModule(ImageDataModuleBase):
     def class_names(self) -> list[str]:
         """Class folder names, sorted; label ``i`` is ``class_names[i]``. Empty when unlabeled."""
         return list(self.index.class_names)
+
+    @property
+    def keeps_in_memory(self) -> bool:
+        """Whether training reads decoded images from memory (``in_memory``, or the automatic choice).
+
+        Automatic: the decoded uint8 images of every file found take at most :data:`IN_MEMORY_BYTES`.
+        """
+        if self.in_memory is not None:
+            return self.in_memory
+        decoded_bytes = len(self.index.records) * self.channels * self.image_size**2
+        return decoded_bytes <= IN_MEMORY_BYTES
 
     def split_records(self, split: str = "train") -> list[FileRecord]:
         """The files of ``split`` (``"train"`` or ``"val"``), including not-yet-known bad ones."""
@@ -264,8 +304,15 @@ class ImageFolderDataModule(ImageDataModuleBase):
         index = self.index
         bad = list(index.rejected)
         image_cache = self._load_or_build_cache() if self.cache else None
+        in_memory = self.keeps_in_memory
+        if self._num_workers_given is None:
+            self.num_workers = 0 if in_memory else default_num_workers()
         if image_cache is not None:
             bad.extend(image_cache.failures.items())
+        memory: _DecodedImages | None = None
+        if in_memory:
+            memory = self._decode_into_memory(image_cache)
+            bad.extend(memory.failures.items())
         if bad:
             bad.sort()
             if self.on_error == "raise":
@@ -284,13 +331,14 @@ class ImageFolderDataModule(ImageDataModuleBase):
                     f"{self.val_fraction} put the rest in validation. Add images or lower "
                     "val_fraction."
                 )
-            self._datasets[split] = self._make_dataset(records, image_cache)
+            self._datasets[split] = self._make_dataset(records, image_cache, memory)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._require("train")
         options = self._loader_options()
+        view = _InMemoryTrainingView if isinstance(dataset, _InMemoryImageDataset) else EpochItemDataset
         return _BadFileReportingLoader(
-            EpochItemDataset(dataset, seed=self.seed, random_flip=self.random_flip),
+            view(dataset, seed=self.seed, random_flip=self.random_flip),
             sampler=self._training_sampler(len(dataset)),
             collate_fn=_Collate(),
             # A last batch of a single image breaks batch-norm layers in training.
@@ -327,8 +375,31 @@ class ImageFolderDataModule(ImageDataModuleBase):
             )
         return self._image_cache
 
-    def _make_dataset(self, records: list[FileRecord], image_cache: ImageCache | None) -> Dataset:
+    def _decode_into_memory(self, image_cache: ImageCache | None) -> _DecodedImages:
+        """Every file of the folder as one uint8 array: read from the cache, or decoded now."""
+        records = self.index.records
+        row_of = {record.relpath: row for row, record in enumerate(records)}
+        if image_cache is not None:
+            rows = [image_cache.row_of.get(r.relpath, 0) for r in records]
+            return _DecodedImages(np.ascontiguousarray(image_cache.open_images()[rows]), row_of, {})
+        images = np.zeros((len(records), self.channels, self.image_size, self.image_size), np.uint8)
+        workers = self.num_workers if len(records) >= _DECODE_IN_PROCESS_BELOW else 0
+        failures = decode_into(
+            images, self.root, [r.relpath for r in records], workers, self.on_error
+        )
+        return _DecodedImages(images, row_of, failures)
+
+    def _make_dataset(
+        self,
+        records: list[FileRecord],
+        image_cache: ImageCache | None,
+        memory: _DecodedImages | None = None,
+    ) -> Dataset:
         labels = [r.label for r in records] if self.index.class_names else None
+        if memory is not None:
+            rows = torch.tensor([memory.row_of[r.relpath] for r in records], dtype=torch.long)
+            images = torch.from_numpy(memory.images)[rows]  # a copy: the split only
+            return _InMemoryImageDataset(images, labels)
         if image_cache is not None:
             rows = np.array([image_cache.row_of[r.relpath] for r in records], dtype=np.int64)
             return _CachedImageDataset(str(image_cache.array_path), rows, labels)
@@ -431,6 +502,55 @@ class _CachedImageDataset(Dataset):
         return state
 
 
+class _DecodedImages(NamedTuple):
+    images: np.ndarray  # uint8 (N, C, S, S), one row per file of the scan
+    row_of: dict[str, int]  # relative path -> row
+    failures: dict[str, str]  # relative path -> reason, files that could not be decoded
+
+
+class _InMemoryImageDataset(Dataset):
+    """A split held as one uint8 tensor; whole batches come out of one indexing (``__getitems__``)."""
+
+    def __init__(self, images: torch.Tensor, labels: list[int] | None) -> None:
+        self.images = images
+        self.labels = torch.tensor(labels, dtype=torch.long) if labels is not None else None
+        self.reported: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, tuple]:
+        label = int(self.labels[index]) if self.labels is not None else -1
+        return self.images[index], label, ()
+
+    def __getitems__(self, indices: list[int]) -> _RawBatch:
+        # The DataLoader's fetcher calls this with a whole batch of indices (torch >= 2.0).
+        rows = torch.as_tensor(indices, dtype=torch.long)
+        labels = self.labels[rows] if self.labels is not None else None
+        return _RawBatch(self.images[rows], labels, [])
+
+
+class _InMemoryTrainingView(EpochItemDataset):
+    """:class:`EpochItemDataset` for in-memory splits: the same images and flips, a batch at a time."""
+
+    dataset: _InMemoryImageDataset
+
+    def __getitems__(self, keys: list[int | EpochIndex]) -> _RawBatch:
+        indices = [key.index if isinstance(key, EpochIndex) else key for key in keys]
+        batch = self.dataset.__getitems__(indices)
+        if not self.random_flip:
+            return batch
+        # The same decision as EpochItemDataset.__getitem__, item by item; plain indices never flip.
+        flips = [
+            isinstance(key, EpochIndex) and derive_seed("flip", self.seed, key.epoch, key.index) & 1 == 1
+            for key in keys
+        ]
+        if not any(flips):
+            return batch
+        mask = torch.tensor(flips).view(-1, 1, 1, 1)
+        return batch._replace(images=torch.where(mask, batch.images.flip(-1), batch.images))
+
+
 # ---------------------------------------------------------------- batches and loader
 
 
@@ -445,7 +565,9 @@ class _RawBatch(NamedTuple):
 class _Collate:
     """Stack uint8 images, keep labels and failures (flips happen per item, before)."""
 
-    def __call__(self, samples: list[tuple[torch.Tensor, int, tuple]]) -> _RawBatch:
+    def __call__(self, samples: list[tuple[torch.Tensor, int, tuple]] | _RawBatch) -> _RawBatch:
+        if isinstance(samples, _RawBatch):  # an in-memory split already made the whole batch
+            return samples
         # default_collate stacks straight into shared memory inside a worker.
         images = default_collate([image for image, _, _ in samples])
         labels = None
