@@ -4,11 +4,13 @@ This is the only place that knows about Lightning's plumbing for alternating upd
 (:mod:`lightning_gen.gan`, :mod:`lightning_gen.vae`) read as plain training steps on top of it:
 
 * **Mixed precision.** Each half-step calls ``manual_backward`` then ``optimizer.step()`` on Lightning's
-  optimizer wrapper, so under ``16-mixed`` the GradScaler unscales, checks for inf and skips *that*
-  optimizer's step on its own, and under both ``16-mixed`` and ``bf16-mixed`` the forward runs in the
-  autocast context the precision plugin opens. Nothing here opens autocast by hand. A step the
-  GradScaler skipped is not counted (``generator_step``, the EMA and step-wise LR schedulers only
-  advance on real updates).
+  optimizer wrapper, so under ``16-mixed`` the one GradScaler unscales, checks for inf and skips *that*
+  optimizer's step on its own gradients, then updates its scale (Lightning calls ``update()`` after every
+  optimizer step, so the scale is shared: an overflow in either network halves it for both). Under both
+  ``16-mixed`` and ``bf16-mixed`` the forward runs in the autocast context the precision plugin opens;
+  nothing here opens autocast by hand. A step the GradScaler skipped is not counted (``generator_step``,
+  the EMA and step-wise LR schedulers only advance on real updates), and the GradScaler decides every
+  skip: a non-finite loss makes its gradients NaN (see :meth:`GenerativeModule._update`).
 * **Gradient clipping.** ``Trainer(gradient_clip_val=...)`` is rejected by Lightning for manual
   optimization, so clipping is a module argument applied in ``on_before_optimizer_step``, which the
   precision plugin calls after unscaling (clipping scaled gradients would clip at the wrong norm).
@@ -18,7 +20,8 @@ This is the only place that knows about Lightning's plumbing for alternating upd
   :meth:`GenerativeModule._network` and the idle one directly.
 * **No host synchronisation in steady state.** A non-finite loss sets a flag on the device, which is
   read only on logging steps, at the end of an epoch and before a checkpoint is written (``raise``
-  stops there naming the generator-step range; ``skip`` undoes the update on the device). Metrics are
+  stops there naming the generator-step range; ``skip`` warns there with the skips of the range, by
+  kind, and without a GradScaler undoes the update on the device). Metrics are
   logged on logging steps only, because Lightning converts every progress-bar value to a Python
   number after every batch.
 * **LR schedulers** are stepped here (Lightning leaves them alone under manual optimization):
@@ -62,9 +65,12 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # Filled by MultiModelDDPStrategy: one DistributedDataParallel per network. A plain dict, so the
         # wrappers are not registered submodules and state-dict keys never change.
         self._ddp_wrappers: dict[str, nn.Module] = {}
+        # Read together, once, on logging steps (see _check_nonfinite):
         self._nonfinite: Tensor | None = None  # device flag: a non-finite loss since the last look
-        self._nonfinite_skips: Tensor | None = None  # device count of updates undone under on_nonfinite="skip"
-        self._last_checked_step = 0  # generator step at the last look at the flag
+        # Device counts of skipped updates since the last look: [with a non-finite loss, with a finite loss
+        # but non-finite gradients (a GradScaler overflow under 16-mixed)].
+        self._skip_counts: Tensor | None = None
+        self._last_checked_step = 0  # generator step at the last look
 
     # ----------------------------------------------------------------------------------------------
     # Properties every generative module exposes (metrics and the zoo rely on them).
@@ -381,13 +387,30 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         optimizers = self.optimizers()
         return optimizers if isinstance(optimizers, list) else [optimizers]
 
+    def _grad_scaler(self) -> Any:
+        """The precision plugin's GradScaler (``16-mixed``), or None."""
+        if self._trainer is None:
+            return None
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return scaler if scaler is not None and getattr(scaler, "is_enabled", lambda: True)() else None
+
+    def _count_skip(self, skipped_with_nonfinite_loss: Tensor, skipped_with_finite_loss: Tensor) -> None:
+        counts = torch.stack([skipped_with_nonfinite_loss, skipped_with_finite_loss]).long()
+        self._skip_counts = counts if self._skip_counts is None else self._skip_counts + counts
+
     def _update(self, optimizer: Any, loss: Tensor, what: str) -> bool:
         """One half-step: backward through the precision plugin, then step.
 
         Returns False only when the step is known to have been skipped without a synchronisation of our
         own: under ``16-mixed``, when the GradScaler found an overflow (its own check has already waited
-        for the device, so reading its verdict costs nothing more). A non-finite loss only sets the device
-        flag that :meth:`_check_nonfinite` reads on logging steps.
+        for the device, so reading its verdict costs nothing more). Everything else stays on the device
+        until :meth:`_check_nonfinite` reads it on a logging step.
+
+        Under a GradScaler the scaler decides every skip, for both ``on_nonfinite`` policies: a non-finite
+        loss turns all of this backward's gradients into NaN (a loss can be inf while its gradients are
+        finite: an inf logit under softplus has slope 1), so the scaler skips that step, lowers its scale
+        like for any overflow, and the step is not counted. Without a scaler, ``"skip"`` undoes the update
+        on the device (:meth:`_step_unless`).
         """
         nonfinite = ~torch.isfinite(loss.detach())
         self._nonfinite = nonfinite if self._nonfinite is None else self._nonfinite | nonfinite
@@ -396,36 +419,44 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # reallocating the buffers every half-step (benchmarks/RESULTS.md). The idle network's stale gradients
         # are harmless: toggled_optimizer keeps new gradients from reaching it.
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
-        scale_before = scaler._scale.clone() if getattr(scaler, "_scale", None) is not None else None
-        if self.hparams.on_nonfinite == "skip":
-            self._step_unless(optimizer, nonfinite)
-        else:
-            optimizer.step()
-        if scale_before is None:
+        scaler = self._grad_scaler()
+        if scaler is None:
+            self.manual_backward(loss)
+            if self.hparams.on_nonfinite == "skip":
+                self._step_unless(optimizer, nonfinite)
+            else:
+                optimizer.step()
             return True
+        # NaN * gradient is NaN even where the gradient is 0, and DDP's all-reduce carries it to every rank,
+        # so all ranks' scalers skip together.
+        self.manual_backward(loss * torch.where(nonfinite, float("nan"), 1.0))
+        scale_before = scaler._scale.clone()  # set by scaler.scale() inside manual_backward
+        optimizer.step()  # unscale_, check, step or skip, update(): Lightning's MixedPrecision.optimizer_step
         # The GradScaler lowers its scale exactly when it skipped the step.
         skipped = bool(scaler._scale < scale_before)
         if skipped:
             self.skipped_steps += 1
+            self._count_skip(nonfinite, ~nonfinite)
         return not skipped
 
     def _step_unless(self, optimizer: Any, skip: Tensor) -> None:
         """Step, then undo the update on the device where ``skip`` is set: no number is read back.
 
-        Costs one copy of the parameters and optimizer state per half-step (on_nonfinite="skip" only).
-        Optimizer state on another device than the parameters (Adam's CPU step counters) is not restored.
+        For training without a GradScaler. Costs one copy of the parameters and optimizer state per
+        half-step (on_nonfinite="skip" only). Optimizer state on another device than the parameters (Adam's
+        CPU step counters) is not restored. The host does not know about the skip, so ``generator_step``,
+        the EMA and step-wise schedulers count it as an update (of unchanged weights).
         """
         inner = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps the torch optimizer
         params = [p for group in inner.param_groups for p in group["params"] if p.grad is not None]
         if not params:
             return
+        loss_flag = skip.reshape(())
         # Under DDP a rank whose loss was finite still receives the all-reduced NaN gradients of another
         # rank: look at the gradients too, so every rank makes the same decision without talking.
         found_inf = torch.zeros(1, device=params[0].grad.device)
         torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], found_inf, torch.ones_like(found_inf))
-        skip = (skip | (found_inf > 0)).reshape(())
+        skip = (loss_flag | (found_inf > 0)).reshape(())
         for p in params:  # keep NaN/inf gradients out of the optimizer state
             p.grad.masked_fill_(skip, 0)
         state = [t for p in params for t in inner.state.get(p, {}).values() if isinstance(t, Tensor) and t.device == skip.device]
@@ -435,30 +466,43 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         with torch.no_grad():
             for tensor, old in zip(tensors, saved):
                 tensor.copy_(torch.where(skip, old, tensor))
-        self._nonfinite_skips = skip.long() if self._nonfinite_skips is None else self._nonfinite_skips + skip.long()
+        self._count_skip(skip & loss_flag, skip & ~loss_flag)
 
     def _check_nonfinite(self) -> None:
-        """Read the device flag (logging steps, epoch end, before a checkpoint) and apply ``on_nonfinite``."""
+        """Read the device counters (logging steps, epoch end, before a checkpoint) and apply ``on_nonfinite``.
+
+        ``"raise"`` stops on a non-finite loss on any rank. ``"skip"`` warns once per look about the updates
+        skipped since the last one, by kind (non-finite loss, or non-finite gradients with a finite loss:
+        under ``16-mixed`` the GradScaler's overflows), with the generator-step range they fall in.
+        """
         if self._nonfinite is None:
             return
-        found = bool(self._nonfinite)
-        if self._trainer is not None:
-            found = self.trainer.strategy.reduce_boolean_decision(found, all=False)  # any rank
         first, last = self._last_checked_step, self.generator_step
         self._last_checked_step = self.generator_step
+        counts = self._skip_counts if self._skip_counts is not None else self._nonfinite.new_zeros(2, dtype=torch.long)
+        found, loss_skips, gradient_skips = torch.cat([self._nonfinite.reshape(1).long(), counts]).tolist()  # one read
         self._nonfinite.zero_()
-        if not found:
-            return
-        if self.hparams.on_nonfinite == "raise":
+        if self._skip_counts is not None:
+            self._skip_counts.zero_()
+        found = found > 0
+        if self._trainer is not None:
+            found = self.trainer.strategy.reduce_boolean_decision(found, all=False)  # any rank
+        if found and self.hparams.on_nonfinite == "raise":
             raise FloatingPointError(
                 f"A loss became non-finite between generator steps {first} and {last}. Training stopped, and no "
                 "checkpoint with non-finite weights was written. Lower the learning rate, set gradient_clip_val, "
                 "or pass on_nonfinite='skip'."
             )
-        skips = int(self._nonfinite_skips) if self._nonfinite_skips is not None else 0
-        self._nonfinite_skips = None
-        self.skipped_steps += skips
-        rank_zero_warn(f"Skipped {skips} update(s) with a non-finite loss between generator steps {first} and {last}.")
+        scaler = self._grad_scaler()
+        if scaler is None:  # GradScaler skips were counted on the host as they happened; these only on the device
+            self.skipped_steps += loss_skips + gradient_skips
+        if self.hparams.on_nonfinite != "skip" or not loss_skips + gradient_skips:
+            return
+        cause = f" (GradScaler overflow; loss scale now {scaler.get_scale():g})" if scaler is not None else ""
+        rank_zero_warn(
+            f"Skipped {loss_skips + gradient_skips} update(s) between generator steps {first} and {last}: "
+            f"{loss_skips} with a non-finite loss, {gradient_skips} with non-finite gradients{cause}."
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Sampling and prediction.

@@ -213,7 +213,7 @@ def test_nonfinite_loss_raises_naming_the_steps_and_no_nan_checkpoint(tmp_path):
 
 def test_nonfinite_loss_can_skip_steps(tmp_path):
     model = GANModule(**TINY, discriminator=NaNAfter(after=6), on_nonfinite="skip")
-    with pytest.warns(UserWarning, match=r"Skipped \d+ update\(s\) with a non-finite loss"):
+    with pytest.warns(UserWarning, match=r"Skipped \d+ update\(s\) between generator steps 0 and \d+: \d+ with a non-finite loss"):
         trainer(tmp_path, max_epochs=1).fit(model, image_loader())
     assert model.skipped_steps > 0
     assert all(torch.isfinite(p).all() for p in model.parameters())
