@@ -139,11 +139,39 @@ class GenerativeModule(HubMixin, pl.LightningModule):
             )
         return []
 
+    def _double_backward_penalties(self) -> list[str]:
+        """The active loss terms whose backward differentiates an input gradient (``name=weight`` each)."""
+        return []
+
+    def _refuse_compiled_double_backward(self, penalties: list[str], discriminator: nn.Module | None) -> None:
+        """Refuse compiling a network whose input gradient a penalty differentiates again (double backward).
+
+        Decided from torch 2.14 (``tests/test_compile_penalties.py`` keeps checking it): AOTAutograd, behind
+        every ``torch.compile`` backend but the debugging ``"eager"`` one, raises "torch.compile with
+        aot_autograd does not currently support double backward" at the penalty's first backward, and
+        older releases returned a gradient detached from the weights, so the penalty did nothing. Refused
+        here, before any step, naming what works instead.
+        """
+        if not penalties:
+            return
+        compile_option = self.hparams.get("compile")
+        compiled_by_hand = discriminator is not None and getattr(discriminator, "_compiled_call_impl", None) is not None
+        if not compile_option and not compiled_by_hand:
+            return
+        what = f"compile={compile_option!r}" if compile_option else "A discriminator compiled with nn.Module.compile()"
+        raise ValueError(
+            f"{what} can't be combined with {', '.join(penalties)}: the penalty differentiates the discriminator's "
+            f"input gradient again (double backward), which torch {torch.__version__} cannot do through a compiled "
+            "network. Train with compile=False and an uncompiled discriminator, compiling the generator alone if you "
+            "like (model.generator.compile() before fit), or drop the penalty."
+        )
+
     def configure_model(self) -> None:
         """Apply ``channels_last`` and ``compile`` to the networks (once, before DDP wraps them)."""
         if self._networks_configured:
             return
         self._networks_configured = True
+        self._refuse_compiled_double_backward(self._double_backward_penalties(), getattr(self, "discriminator", None))
         compile_option = self.hparams.get("compile")
         for network in self.ddp_networks().values():
             if self.hparams.get("channels_last"):
@@ -240,6 +268,10 @@ class GenerativeModule(HubMixin, pl.LightningModule):
 
     # ----------------------------------------------------------------------------------------------
     # Optimizers and schedulers.
+    def _optimizer(self, factory: Any, params: Any, lr: float, betas: Any) -> torch.optim.Optimizer:
+        """``factory(params)`` when the user gave an optimizer factory, else the default Adam."""
+        return factory(params) if factory else self._default_adam(params, lr, betas)
+
     def _default_adam(self, params: Any, lr: float, betas: Any) -> torch.optim.Adam:
         """Adam with the fastest implementation the device has: ``fused`` where torch has a kernel, else ``foreach``."""
         # float(): torch refuses betas mixing int and float, and ``(0, 0.99)`` is how people write them.
@@ -301,6 +333,14 @@ class GenerativeModule(HubMixin, pl.LightningModule):
     # Helpers for training steps.
     def log_sample_grids(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _augmented(self, images: Tensor) -> Tensor:
+        """What the discriminator sees of ``images``: the differentiable augmentation's output, if any.
+
+        Drawn from the training noise RNG (seeded per epoch and rank), so a resumed run augments identically.
+        """
+        augment = getattr(self, "augment", None)
+        return images if augment is None else augment(images, self._noise_generator())
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy made during fit (a deepcopy in a callback, say) must not carry the live DDP wrappers.
@@ -581,13 +621,32 @@ def kl_warmup_factor(step: int, warmup_steps: int) -> float:
 
 
 class eval_mode:
-    """Put a module in eval mode for a block and restore its previous mode after."""
+    """Put modules in eval mode for a block, then give every submodule back its own previous mode.
 
-    def __init__(self, module: nn.Module):
-        self.module, self.was_training = module, module.training
+    ``module.train(was_training)`` would force every submodule into the parent's mode (a frozen BatchNorm
+    in eval mode inside a training network would come back training); the modes are restored one by one
+    instead, also when the block raises.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+        >>> _ = net[1].eval()                      # frozen statistics inside a training network
+        >>> with eval_mode(net):
+        ...     net.training, net[1].training
+        (False, False)
+        >>> net.training, net[1].training
+        (True, False)
+    """
+
+    def __init__(self, *modules: nn.Module):
+        self.modules = modules
+        self.modes: list[tuple[nn.Module, bool]] = []
 
     def __enter__(self) -> None:
-        self.module.eval()
+        self.modes = [(m, m.training) for module in self.modules for m in module.modules()]
+        for module in self.modules:
+            module.eval()
 
     def __exit__(self, *exc: Any) -> None:
-        self.module.train(self.was_training)
+        for module, training in self.modes:
+            module.training = training
