@@ -289,7 +289,8 @@ class VAE(GenerativeModule):
         """Log samples from the prior (fixed noise) and, when validation ran, originals next to reconstructions."""
         try:
             with eval_mode(self), torch.no_grad():
-                log_image_grid(self.trainer, "samples", self.decode(self.fixed_noise))
+                samples = self.decode(self.fixed_noise)
+                log_image_grid(self.trainer, "samples", samples)
                 if self._val_images is not None:
                     originals = self._val_images[:32]
                     pairs = torch.stack([originals.float(), self.forward(originals)], dim=1).flatten(0, 1)
