@@ -124,3 +124,29 @@ def test_fp16_raise_stops_on_a_nonfinite_loss_but_not_on_the_scalers_overflows(t
         t.fit(model, image_loader(n=32))
     assert model.generator_step == 3 and model.skipped_steps == 1  # the bad update never happened
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_one_grad_scaler_checks_each_optimizer_on_its_own_and_shares_its_scale(tmp_path):
+    """What the README's "Mixed precision" paragraph says: Lightning unscales, checks, steps (or skips) and
+    calls ``update()`` once per optimizer step, so each optimizer's skip depends only on its own gradients;
+    the scale they are multiplied by is one number, halved by an overflow of either network."""
+    model = GANModule(**TINY, discriminator=InjectedLogits({}))
+    overflow_gradients_on(model.discriminator, {1})  # the first D step overflows; nothing else does
+    scaler = torch.amp.GradScaler("cpu", init_scale=INIT_SCALE)
+    calls = []
+    update = scaler.update
+    scaler.update = lambda *args, **kwargs: (calls.append("update"), update(*args, **kwargs))[1]
+
+    class RecordScale(L.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            which = "G" if optimizer.param_groups[0]["params"][0] is next(pl_module.generator.parameters()) else "D"
+            calls.append((which, scaler.get_scale()))
+
+    before_g = snapshot(model.generator)
+    t = trainer(tmp_path, max_steps=4, callbacks=[RecordScale()], plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    t.fit(model, image_loader(n=16))
+    half = INIT_SCALE / 2
+    assert calls == [("D", INIT_SCALE), "update", ("G", half), "update", ("D", half), "update", ("G", half), "update"]
+    # D's overflow skipped D's step only; G stepped with the halved scale in the same batch.
+    assert (model.discriminator_step, model.generator_step, model.skipped_steps) == (1, 2, 1)
+    assert any(not torch.equal(before_g[k], v) for k, v in snapshot(model.generator).items())
