@@ -246,7 +246,7 @@ def test_gradient_clipping_happens_after_unscaling(tmp_path, precision):
 
 
 def test_bf16_mixed_trains(tmp_path):
-    model = GANModule(**TINY, loss="wgan-gp", ema_decay=0.9)
+    model = GANModule(**TINY, loss="wgan-gp", n_critic=1, ema_decay=0.9)
     before_g, before_d = snapshot(model.generator), snapshot(model.discriminator)
     t = trainer(tmp_path, max_epochs=1, precision="bf16-mixed")
     t.fit(model, image_loader())
