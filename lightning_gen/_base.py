@@ -146,11 +146,12 @@ class GenerativeModule(HubMixin, pl.LightningModule):
     def _refuse_compiled_double_backward(self, penalties: list[str], discriminator: nn.Module | None) -> None:
         """Refuse compiling a network whose input gradient a penalty differentiates again (double backward).
 
-        Decided from torch 2.14 (``tests/test_compile_penalties.py`` keeps checking it): AOTAutograd, behind
+        Decided from torch 2.14 (``tests/test_gan_options.py`` keeps checking it): AOTAutograd, behind
         every ``torch.compile`` backend but the debugging ``"eager"`` one, raises "torch.compile with
-        aot_autograd does not currently support double backward" at the penalty's first backward, and
-        older releases returned a gradient detached from the weights, so the penalty did nothing. Refused
-        here, before any step, naming what works instead.
+        aot_autograd does not currently support double backward" at the penalty's first backward (older
+        releases were reported to return a gradient detached from the weights, so the penalty did nothing).
+        Refused here, before any step, naming what works instead. Subclasses list their penalties in
+        :meth:`_double_backward_penalties`.
         """
         if not penalties:
             return
