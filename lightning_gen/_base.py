@@ -38,6 +38,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from lightning_gen import _compat
 from lightning_gen._images import to_float, unpack_batch
 from lightning_gen.hub import HubMixin
 from lightning_gen.strategies import adapt_strategy
@@ -156,7 +157,7 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         if not penalties:
             return
         compile_option = self.hparams.get("compile")
-        compiled_by_hand = discriminator is not None and getattr(discriminator, "_compiled_call_impl", None) is not None
+        compiled_by_hand = discriminator is not None and _compat.compiled_in_place(discriminator)
         if not compile_option and not compiled_by_hand:
             return
         what = f"compile={compile_option!r}" if compile_option else "A discriminator compiled with nn.Module.compile()"
@@ -202,8 +203,8 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # waits for the device. The bar value is logged on logging steps only (see _log_progress_bar) and
         # dropped from Lightning's results afterwards, so other batches never read it. The bar keeps
         # showing the last value. (Private Lightning state: if it changes, this degrades to one sync per step.)
-        results = getattr(self._trainer, "_results", None) if self._trainer is not None else None
-        bar_value = results.get(f"training_step.{PROGRESS_BAR_NAME}") if isinstance(results, dict) else None
+        results = _compat.logged_results(self._trainer)
+        bar_value = results.get(f"training_step.{PROGRESS_BAR_NAME}") if results is not None else None
         if bar_value is not None and hasattr(bar_value, "has_reset") and not bar_value.has_reset:
             bar_value.reset()
 
@@ -280,12 +281,7 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         return torch.optim.Adam(params, lr=float(lr), betas=betas, **self._adam_implementation())
 
     def _adam_implementation(self) -> dict[str, bool]:
-        try:
-            from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-            fused_devices = _get_fused_kernels_supported_devices()
-        except ImportError:  # pragma: no cover - older torch
-            fused_devices = ["cuda"]
+        fused_devices = _compat.fused_adam_devices()
         precision = str(getattr(self._trainer, "precision", "") or "") if self._trainer is not None else ""
         # A fused optimizer unscales inside step(), so Lightning cannot clip its gradients under 16-mixed.
         clipping_under_fp16 = self.hparams.get("gradient_clip_val") and precision.startswith("16")
@@ -365,8 +361,7 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         """Whether Lightning writes logs after this batch (the only batches that may read numbers back)."""
         if self._trainer is None:
             return True
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
+        return _compat.should_update_logs(self._trainer)
 
     def _prepare_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
         """Unpack a batch and, on the first step, check it matches the model."""
@@ -471,10 +466,10 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # NaN * gradient is NaN even where the gradient is 0, and DDP's all-reduce carries it to every rank,
         # so all ranks' scalers skip together.
         self.manual_backward(loss * torch.where(nonfinite, float("nan"), 1.0))
-        scale_before = scaler._scale.clone()  # set by scaler.scale() inside manual_backward
+        scale_before = _compat.grad_scale(scaler).clone()  # set by scaler.scale() inside manual_backward
         optimizer.step()  # unscale_, check, step or skip, update(): Lightning's MixedPrecision.optimizer_step
         # The GradScaler lowers its scale exactly when it skipped the step.
-        skipped = bool(scaler._scale < scale_before)
+        skipped = bool(_compat.grad_scale(scaler) < scale_before)
         if skipped:
             self.skipped_steps += 1
             self._count_skip(nonfinite, ~nonfinite)
@@ -496,7 +491,7 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # Under DDP a rank whose loss was finite still receives the all-reduced NaN gradients of another
         # rank: look at the gradients too, so every rank makes the same decision without talking.
         found_inf = torch.zeros(1, device=params[0].grad.device)
-        torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], found_inf, torch.ones_like(found_inf))
+        _compat.non_finite_check_and_unscale_([p.grad for p in params], found_inf, torch.ones_like(found_inf))
         skip = (loss_flag | (found_inf > 0)).reshape(())
         for p in params:  # keep NaN/inf gradients out of the optimizer state
             p.grad.masked_fill_(skip, 0)

@@ -45,6 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from lightning_gen._compat import foreach_copy_, foreach_lerp_
+
 BATCHNORM_CONVENTIONS = ("average", "copy", "recompute")
 
 
@@ -113,11 +115,11 @@ class GeneratorEMA(nn.Module):
             else:
                 copied.append(avg), sources.append(cur)
         if self.num_updates == 0:
-            torch._foreach_copy_(averaged, current)
+            foreach_copy_(averaged, current)
         else:
-            torch._foreach_lerp_(averaged, current, 1.0 - warmed_up_decay(self.decay, self.num_updates))
+            foreach_lerp_(averaged, current, 1.0 - warmed_up_decay(self.decay, self.num_updates))
         if copied:
-            torch._foreach_copy_(copied, sources)
+            foreach_copy_(copied, sources)
         self.num_updates += 1
         self.n_averaged.add_(1)  # device-side, no synchronisation
         self.needs_statistics = self.batchnorm == "recompute" and bool(self._statistics_names)
