@@ -4,11 +4,13 @@ This is the only place that knows about Lightning's plumbing for alternating upd
 (:mod:`lightning_gen.gan`, :mod:`lightning_gen.vae`) read as plain training steps on top of it:
 
 * **Mixed precision.** Each half-step calls ``manual_backward`` then ``optimizer.step()`` on Lightning's
-  optimizer wrapper, so under ``16-mixed`` the GradScaler unscales, checks for inf and skips *that*
-  optimizer's step on its own, and under both ``16-mixed`` and ``bf16-mixed`` the forward runs in the
-  autocast context the precision plugin opens. Nothing here opens autocast by hand. A step the
-  GradScaler skipped is not counted (``generator_step``, the EMA and step-wise LR schedulers only
-  advance on real updates).
+  optimizer wrapper, so under ``16-mixed`` the one GradScaler unscales, checks for inf and skips *that*
+  optimizer's step on its own gradients, then updates its scale (Lightning calls ``update()`` after every
+  optimizer step, so the scale is shared: an overflow in either network halves it for both). Under both
+  ``16-mixed`` and ``bf16-mixed`` the forward runs in the autocast context the precision plugin opens;
+  nothing here opens autocast by hand. A step the GradScaler skipped is not counted (``generator_step``,
+  the EMA and step-wise LR schedulers only advance on real updates), and the GradScaler decides every
+  skip: a non-finite loss makes its gradients NaN (see :meth:`GenerativeModule._update`).
 * **Gradient clipping.** ``Trainer(gradient_clip_val=...)`` is rejected by Lightning for manual
   optimization, so clipping is a module argument applied in ``on_before_optimizer_step``, which the
   precision plugin calls after unscaling (clipping scaled gradients would clip at the wrong norm).
@@ -18,7 +20,8 @@ This is the only place that knows about Lightning's plumbing for alternating upd
   :meth:`GenerativeModule._network` and the idle one directly.
 * **No host synchronisation in steady state.** A non-finite loss sets a flag on the device, which is
   read only on logging steps, at the end of an epoch and before a checkpoint is written (``raise``
-  stops there naming the generator-step range; ``skip`` undoes the update on the device). Metrics are
+  stops there naming the generator-step range; ``skip`` warns there with the skips of the range, by
+  kind, and without a GradScaler undoes the update on the device). Metrics are
   logged on logging steps only, because Lightning converts every progress-bar value to a Python
   number after every batch.
 * **LR schedulers** are stepped here (Lightning leaves them alone under manual optimization):
@@ -36,6 +39,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from lightning_gen import _compat
 from lightning_gen._images import to_float, unpack_batch
 from lightning_gen.hub import HubMixin
 from lightning_gen.latents import check_truncation, sample_mapped, truncated_normal, truncation_threshold
@@ -64,9 +68,12 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # Filled by MultiModelDDPStrategy: one DistributedDataParallel per network. A plain dict, so the
         # wrappers are not registered submodules and state-dict keys never change.
         self._ddp_wrappers: dict[str, nn.Module] = {}
+        # Read together, once, on logging steps (see _check_nonfinite):
         self._nonfinite: Tensor | None = None  # device flag: a non-finite loss since the last look
-        self._nonfinite_skips: Tensor | None = None  # device count of updates undone under on_nonfinite="skip"
-        self._last_checked_step = 0  # generator step at the last look at the flag
+        # Device counts of skipped updates since the last look: [with a non-finite loss, with a finite loss
+        # but non-finite gradients (a GradScaler overflow under 16-mixed)].
+        self._skip_counts: Tensor | None = None
+        self._last_checked_step = 0  # generator step at the last look
 
     # ----------------------------------------------------------------------------------------------
     # Properties every generative module exposes (metrics and the zoo rely on them).
@@ -135,11 +142,40 @@ class GenerativeModule(HubMixin, pl.LightningModule):
             )
         return []
 
+    def _double_backward_penalties(self) -> list[str]:
+        """The active loss terms whose backward differentiates an input gradient (``name=weight`` each)."""
+        return []
+
+    def _refuse_compiled_double_backward(self, penalties: list[str], discriminator: nn.Module | None) -> None:
+        """Refuse compiling a network whose input gradient a penalty differentiates again (double backward).
+
+        Decided from torch 2.14 (``tests/test_gan_options.py`` keeps checking it): AOTAutograd, behind
+        every ``torch.compile`` backend but the debugging ``"eager"`` one, raises "torch.compile with
+        aot_autograd does not currently support double backward" at the penalty's first backward (older
+        releases were reported to return a gradient detached from the weights, so the penalty did nothing).
+        Refused here, before any step, naming what works instead. Subclasses list their penalties in
+        :meth:`_double_backward_penalties`.
+        """
+        if not penalties:
+            return
+        compile_option = self.hparams.get("compile")
+        compiled_by_hand = discriminator is not None and _compat.compiled_in_place(discriminator)
+        if not compile_option and not compiled_by_hand:
+            return
+        what = f"compile={compile_option!r}" if compile_option else "A discriminator compiled with nn.Module.compile()"
+        raise ValueError(
+            f"{what} can't be combined with {', '.join(penalties)}: the penalty differentiates the discriminator's "
+            f"input gradient again (double backward), which torch {torch.__version__} cannot do through a compiled "
+            "network. Train with compile=False and an uncompiled discriminator, compiling the generator alone if you "
+            "like (model.generator.compile() before fit), or drop the penalty."
+        )
+
     def configure_model(self) -> None:
         """Apply ``channels_last`` and ``compile`` to the networks (once, before DDP wraps them)."""
         if self._networks_configured:
             return
         self._networks_configured = True
+        self._refuse_compiled_double_backward(self._double_backward_penalties(), getattr(self, "discriminator", None))
         compile_option = self.hparams.get("compile")
         for network in self.ddp_networks().values():
             if self.hparams.get("channels_last"):
@@ -169,8 +205,8 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # waits for the device. The bar value is logged on logging steps only (see _log_progress_bar) and
         # dropped from Lightning's results afterwards, so other batches never read it. The bar keeps
         # showing the last value. (Private Lightning state: if it changes, this degrades to one sync per step.)
-        results = getattr(self._trainer, "_results", None) if self._trainer is not None else None
-        bar_value = results.get(f"training_step.{PROGRESS_BAR_NAME}") if isinstance(results, dict) else None
+        results = _compat.logged_results(self._trainer)
+        bar_value = results.get(f"training_step.{PROGRESS_BAR_NAME}") if results is not None else None
         if bar_value is not None and hasattr(bar_value, "has_reset") and not bar_value.has_reset:
             bar_value.reset()
 
@@ -236,6 +272,10 @@ class GenerativeModule(HubMixin, pl.LightningModule):
 
     # ----------------------------------------------------------------------------------------------
     # Optimizers and schedulers.
+    def _optimizer(self, factory: Any, params: Any, lr: float, betas: Any) -> torch.optim.Optimizer:
+        """``factory(params)`` when the user gave an optimizer factory, else the default Adam."""
+        return factory(params) if factory else self._default_adam(params, lr, betas)
+
     def _default_adam(self, params: Any, lr: float, betas: Any) -> torch.optim.Adam:
         """Adam with the fastest implementation the device has: ``fused`` where torch has a kernel, else ``foreach``."""
         # float(): torch refuses betas mixing int and float, and ``(0, 0.99)`` is how people write them.
@@ -243,12 +283,7 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         return torch.optim.Adam(params, lr=float(lr), betas=betas, **self._adam_implementation())
 
     def _adam_implementation(self) -> dict[str, bool]:
-        try:
-            from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-            fused_devices = _get_fused_kernels_supported_devices()
-        except ImportError:  # pragma: no cover - older torch
-            fused_devices = ["cuda"]
+        fused_devices = _compat.fused_adam_devices()
         precision = str(getattr(self._trainer, "precision", "") or "") if self._trainer is not None else ""
         # A fused optimizer unscales inside step(), so Lightning cannot clip its gradients under 16-mixed.
         clipping_under_fp16 = self.hparams.get("gradient_clip_val") and precision.startswith("16")
@@ -298,6 +333,14 @@ class GenerativeModule(HubMixin, pl.LightningModule):
     def log_sample_grids(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _augmented(self, images: Tensor) -> Tensor:
+        """What the discriminator sees of ``images``: the differentiable augmentation's output, if any.
+
+        Drawn from the training noise RNG (seeded per epoch and rank), so a resumed run augments identically.
+        """
+        augment = getattr(self, "augment", None)
+        return images if augment is None else augment(images, self._noise_generator())
+
     def __getstate__(self) -> dict[str, Any]:
         # A copy made during fit (a deepcopy in a callback, say) must not carry the live DDP wrappers.
         state = dict(super().__getstate__())
@@ -320,8 +363,7 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         """Whether Lightning writes logs after this batch (the only batches that may read numbers back)."""
         if self._trainer is None:
             return True
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
+        return _compat.should_update_logs(self._trainer)
 
     def _prepare_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
         """Unpack a batch and, on the first step, check it matches the model."""
@@ -384,13 +426,30 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         optimizers = self.optimizers()
         return optimizers if isinstance(optimizers, list) else [optimizers]
 
+    def _grad_scaler(self) -> Any:
+        """The precision plugin's GradScaler (``16-mixed``), or None."""
+        if self._trainer is None:
+            return None
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return scaler if scaler is not None and getattr(scaler, "is_enabled", lambda: True)() else None
+
+    def _count_skip(self, skipped_with_nonfinite_loss: Tensor, skipped_with_finite_loss: Tensor) -> None:
+        counts = torch.stack([skipped_with_nonfinite_loss, skipped_with_finite_loss]).long()
+        self._skip_counts = counts if self._skip_counts is None else self._skip_counts + counts
+
     def _update(self, optimizer: Any, loss: Tensor, what: str) -> bool:
         """One half-step: backward through the precision plugin, then step.
 
         Returns False only when the step is known to have been skipped without a synchronisation of our
         own: under ``16-mixed``, when the GradScaler found an overflow (its own check has already waited
-        for the device, so reading its verdict costs nothing more). A non-finite loss only sets the device
-        flag that :meth:`_check_nonfinite` reads on logging steps.
+        for the device, so reading its verdict costs nothing more). Everything else stays on the device
+        until :meth:`_check_nonfinite` reads it on a logging step.
+
+        Under a GradScaler the scaler decides every skip, for both ``on_nonfinite`` policies: a non-finite
+        loss turns all of this backward's gradients into NaN (a loss can be inf while its gradients are
+        finite: an inf logit under softplus has slope 1), so the scaler skips that step, lowers its scale
+        like for any overflow, and the step is not counted. Without a scaler, ``"skip"`` undoes the update
+        on the device (:meth:`_step_unless`).
         """
         nonfinite = ~torch.isfinite(loss.detach())
         self._nonfinite = nonfinite if self._nonfinite is None else self._nonfinite | nonfinite
@@ -399,36 +458,44 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         # reallocating the buffers every half-step (benchmarks/RESULTS.md). The idle network's stale gradients
         # are harmless: toggled_optimizer keeps new gradients from reaching it.
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
-        scale_before = scaler._scale.clone() if getattr(scaler, "_scale", None) is not None else None
-        if self.hparams.on_nonfinite == "skip":
-            self._step_unless(optimizer, nonfinite)
-        else:
-            optimizer.step()
-        if scale_before is None:
+        scaler = self._grad_scaler()
+        if scaler is None:
+            self.manual_backward(loss)
+            if self.hparams.on_nonfinite == "skip":
+                self._step_unless(optimizer, nonfinite)
+            else:
+                optimizer.step()
             return True
+        # NaN * gradient is NaN even where the gradient is 0, and DDP's all-reduce carries it to every rank,
+        # so all ranks' scalers skip together.
+        self.manual_backward(loss * torch.where(nonfinite, float("nan"), 1.0))
+        scale_before = _compat.grad_scale(scaler).clone()  # set by scaler.scale() inside manual_backward
+        optimizer.step()  # unscale_, check, step or skip, update(): Lightning's MixedPrecision.optimizer_step
         # The GradScaler lowers its scale exactly when it skipped the step.
-        skipped = bool(scaler._scale < scale_before)
+        skipped = bool(_compat.grad_scale(scaler) < scale_before)
         if skipped:
             self.skipped_steps += 1
+            self._count_skip(nonfinite, ~nonfinite)
         return not skipped
 
     def _step_unless(self, optimizer: Any, skip: Tensor) -> None:
         """Step, then undo the update on the device where ``skip`` is set: no number is read back.
 
-        Costs one copy of the parameters and optimizer state per half-step (on_nonfinite="skip" only).
-        Optimizer state on another device than the parameters (Adam's CPU step counters) is not restored.
+        For training without a GradScaler. Costs one copy of the parameters and optimizer state per
+        half-step (on_nonfinite="skip" only). Optimizer state on another device than the parameters (Adam's
+        CPU step counters) is not restored. The host does not know about the skip, so ``generator_step``,
+        the EMA and step-wise schedulers count it as an update (of unchanged weights).
         """
         inner = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps the torch optimizer
         params = [p for group in inner.param_groups for p in group["params"] if p.grad is not None]
         if not params:
             return
+        loss_flag = skip.reshape(())
         # Under DDP a rank whose loss was finite still receives the all-reduced NaN gradients of another
         # rank: look at the gradients too, so every rank makes the same decision without talking.
         found_inf = torch.zeros(1, device=params[0].grad.device)
-        torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], found_inf, torch.ones_like(found_inf))
-        skip = (skip | (found_inf > 0)).reshape(())
+        _compat.non_finite_check_and_unscale_([p.grad for p in params], found_inf, torch.ones_like(found_inf))
+        skip = (loss_flag | (found_inf > 0)).reshape(())
         for p in params:  # keep NaN/inf gradients out of the optimizer state
             p.grad.masked_fill_(skip, 0)
         state = [t for p in params for t in inner.state.get(p, {}).values() if isinstance(t, Tensor) and t.device == skip.device]
@@ -438,30 +505,43 @@ class GenerativeModule(HubMixin, pl.LightningModule):
         with torch.no_grad():
             for tensor, old in zip(tensors, saved):
                 tensor.copy_(torch.where(skip, old, tensor))
-        self._nonfinite_skips = skip.long() if self._nonfinite_skips is None else self._nonfinite_skips + skip.long()
+        self._count_skip(skip & loss_flag, skip & ~loss_flag)
 
     def _check_nonfinite(self) -> None:
-        """Read the device flag (logging steps, epoch end, before a checkpoint) and apply ``on_nonfinite``."""
+        """Read the device counters (logging steps, epoch end, before a checkpoint) and apply ``on_nonfinite``.
+
+        ``"raise"`` stops on a non-finite loss on any rank. ``"skip"`` warns once per look about the updates
+        skipped since the last one, by kind (non-finite loss, or non-finite gradients with a finite loss:
+        under ``16-mixed`` the GradScaler's overflows), with the generator-step range they fall in.
+        """
         if self._nonfinite is None:
             return
-        found = bool(self._nonfinite)
-        if self._trainer is not None:
-            found = self.trainer.strategy.reduce_boolean_decision(found, all=False)  # any rank
         first, last = self._last_checked_step, self.generator_step
         self._last_checked_step = self.generator_step
+        counts = self._skip_counts if self._skip_counts is not None else self._nonfinite.new_zeros(2, dtype=torch.long)
+        found, loss_skips, gradient_skips = torch.cat([self._nonfinite.reshape(1).long(), counts]).tolist()  # one read
         self._nonfinite.zero_()
-        if not found:
-            return
-        if self.hparams.on_nonfinite == "raise":
+        if self._skip_counts is not None:
+            self._skip_counts.zero_()
+        found = found > 0
+        if self._trainer is not None:
+            found = self.trainer.strategy.reduce_boolean_decision(found, all=False)  # any rank
+        if found and self.hparams.on_nonfinite == "raise":
             raise FloatingPointError(
                 f"A loss became non-finite between generator steps {first} and {last}. Training stopped, and no "
                 "checkpoint with non-finite weights was written. Lower the learning rate, set gradient_clip_val, "
                 "or pass on_nonfinite='skip'."
             )
-        skips = int(self._nonfinite_skips) if self._nonfinite_skips is not None else 0
-        self._nonfinite_skips = None
-        self.skipped_steps += skips
-        rank_zero_warn(f"Skipped {skips} update(s) with a non-finite loss between generator steps {first} and {last}.")
+        scaler = self._grad_scaler()
+        if scaler is None:  # GradScaler skips were counted on the host as they happened; these only on the device
+            self.skipped_steps += loss_skips + gradient_skips
+        if self.hparams.on_nonfinite != "skip" or not loss_skips + gradient_skips:
+            return
+        cause = f" (GradScaler overflow; loss scale now {scaler.get_scale():g})" if scaler is not None else ""
+        rank_zero_warn(
+            f"Skipped {loss_skips + gradient_skips} update(s) between generator steps {first} and {last}: "
+            f"{loss_skips} with a non-finite loss, {gradient_skips} with non-finite gradients{cause}."
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Sampling and prediction.
@@ -592,13 +672,32 @@ def kl_warmup_factor(step: int, warmup_steps: int) -> float:
 
 
 class eval_mode:
-    """Put a module in eval mode for a block and restore its previous mode after."""
+    """Put modules in eval mode for a block, then give every submodule back its own previous mode.
 
-    def __init__(self, module: nn.Module):
-        self.module, self.was_training = module, module.training
+    ``module.train(was_training)`` would force every submodule into the parent's mode (a frozen BatchNorm
+    in eval mode inside a training network would come back training); the modes are restored one by one
+    instead, also when the block raises.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+        >>> _ = net[1].eval()                      # frozen statistics inside a training network
+        >>> with eval_mode(net):
+        ...     net.training, net[1].training
+        (False, False)
+        >>> net.training, net[1].training
+        (True, False)
+    """
+
+    def __init__(self, *modules: nn.Module):
+        self.modules = modules
+        self.modes: list[tuple[nn.Module, bool]] = []
 
     def __enter__(self) -> None:
-        self.module.eval()
+        self.modes = [(m, m.training) for module in self.modules for m in module.modules()]
+        for module in self.modules:
+            module.eval()
 
     def __exit__(self, *exc: Any) -> None:
-        self.module.train(self.was_training)
+        for module, training in self.modes:
+            module.training = training

@@ -31,6 +31,7 @@ __all__ = [
     "unsupported",
     "ddp_comm_hook_settings",
     "ddp_kwargs",
+    "compiled_in_place",
     "foreach_copy_",
     "foreach_lerp_",
     "fused_adam_devices",
@@ -119,6 +120,15 @@ def foreach_copy_(targets: Sequence[Any], sources: Sequence[Any]) -> None:
     import torch
 
     require(torch, "_foreach_copy_", "torch")(list(targets), list(sources))
+
+
+def compiled_in_place(module: Any) -> bool:
+    """Whether ``module.compile()`` (``nn.Module.compile``) compiled ``module`` in place; False when torch does not say.
+
+    Optional: used to refuse a compiled discriminator under a double-backward penalty up front; without it that
+    combination fails at its first step instead (torch raises there).
+    """
+    return getattr(module, "_compiled_call_impl", None) is not None
 
 
 def fused_adam_devices() -> list[str]:

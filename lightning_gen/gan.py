@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from lightning_gen._base import GenerativeModule, eval_mode
 from lightning_gen._images import log_image_grid
 from lightning_gen.augment import LeCamRegularizer, build_augment, sum_across_processes
-from lightning_gen.ema import GeneratorEMA
+from lightning_gen.ema import BATCHNORM_CONVENTIONS, GeneratorEMA
 from lightning_gen.latents import MappingNetwork, generate_path, interpolate_latents, walk_latents, walk_weights
 from lightning_gen.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty, r1_penalty, r1_penalty_from_logits
 from lightning_gen.networks.dcgan import DISCRIMINATOR_NORMS, DCGANDiscriminator, DCGANGenerator
@@ -36,6 +36,25 @@ from lightning_gen.networks._layout import validate_image_size, validate_positiv
 # The types LightningCLI uses for optimizer and scheduler arguments, so configs can set class_path + init_args.
 OptimizerFactory = OptimizerCallable
 LRSchedulerFactory = LRSchedulerCallable
+
+FAKE_LABELS = ("data", "uniform")
+
+# What ``n_critic=None`` and ``betas_*=None`` mean, per loss: DCGAN's (Radford et al. 2016) unless the loss's
+# paper says otherwise. WGAN-GP (Gulrajani et al. 2017, Algorithm 1): Adam(0, 0.9) and 5 critic updates.
+DCGAN_DEFAULTS = {"betas": (0.5, 0.999), "n_critic": 1}
+LOSS_DEFAULTS = {"wgan-gp": {"betas": (0.0, 0.9), "n_critic": 5}}
+
+# The penalties on the discriminator's input gradient, by their weight's argument name, each with when it is
+# on. Their backward differentiates a gradient again (double backward), which compiled graphs don't support
+# (see GenerativeModule._refuse_compiled_double_backward). A new input-gradient penalty gets a line here.
+DOUBLE_BACKWARD_PENALTIES = {
+    "gp_weight": lambda hp: hp.loss == "wgan-gp" and hp.gp_weight > 0,
+    "r1_weight": lambda hp: hp.r1_weight > 0,
+}
+
+# BigGAN-style standing statistics for ema_batchnorm="recompute": this many batches of this many latents,
+# drawn from a fixed seed, so the statistics depend on the averaged weights only.
+STANDING_STATISTICS_BATCHES, STANDING_STATISTICS_BATCH_SIZE, STANDING_STATISTICS_SEED = 16, 64, 0
 
 
 class GANModule(GenerativeModule):
@@ -48,17 +67,32 @@ class GANModule(GenerativeModule):
         width: base feature maps of the DCGAN networks (the paper's ngf / ndf).
         loss: ``"bce"`` (non-saturating, the default), ``"hinge"`` or ``"wgan-gp"``.
         n_critic: discriminator updates per generator update; each takes its own real batch, so the
-            generator updates on every ``n_critic``-th batch.
+            generator updates on every ``n_critic``-th batch. ``None`` picks the loss's default: 5 for
+            ``"wgan-gp"`` (the WGAN-GP paper's), 1 otherwise.
         lr_g: generator learning rate (Adam; ``fused`` where the device has a kernel, else ``foreach``).
         lr_d: discriminator learning rate (Adam).
-        betas_g: generator Adam betas; (0.5, 0.999) as in the DCGAN paper.
-        betas_d: discriminator Adam betas.
+        betas_g: generator Adam betas. ``None`` picks the loss's default: (0, 0.9) for ``"wgan-gp"`` (the
+            WGAN-GP paper's), (0.5, 0.999) otherwise (the DCGAN paper's). The resolved values are what
+            ``hparams`` and checkpoints hold.
+        betas_d: discriminator Adam betas, resolved the same way.
         gp_weight: gradient-penalty weight for ``loss="wgan-gp"`` (lambda in the paper).
         r1_weight: R1 penalty weight gamma on real data (0 disables it); the penalty is scaled by gamma / 2.
             Without autocast it reuses the discriminator's forward on the real batch (no third forward).
         ema_decay: keep an exponential moving average of the generator with this decay (e.g. 0.999) and
             use it for :meth:`sample` and evaluation. ``None`` disables it.
+        ema_batchnorm: what the EMA generator's BatchNorm running statistics are (see
+            :mod:`lightning_gen.ema`): ``"average"`` (averaged like the weights), ``"copy"`` (the live
+            generator's, as StyleGAN2-ADA) or ``"recompute"`` (standing statistics of the averaged weights,
+            as BigGAN: re-estimated from 16 seeded batches of 64 latents before the next sample, grid, metric
+            or export after an update, never per step). Under DDP every rank ends each epoch with identical
+            EMA weights and buffers: the weights follow the identical live weights, the buffers are broadcast
+            from rank 0 at the epoch end, and recomputed statistics come from identical weights and latents.
         num_classes: > 0 makes both networks class-conditional; batches must then carry labels.
+        fake_labels: the labels of the generated images during training (class-conditional models):
+            ``"data"`` (default) gives each fake the label of the real image at its place in the batch, so
+            generated classes follow the data's class frequencies, imbalance included, without a host read;
+            ``"uniform"`` draws them uniformly (from the training noise generator), for a model that should
+            learn rare classes as often as common ones. The gradient penalty and R1 use the real labels.
         d_norm: discriminator normalisation, ``"batch"``, ``"layer"`` or ``"none"``. ``None`` picks
             ``"layer"`` for ``wgan-gp`` and whenever ``r1_weight > 0`` (a gradient penalty per sample is
             ill-defined with BatchNorm's cross-sample coupling) and ``"batch"`` otherwise.
@@ -66,8 +100,11 @@ class GANModule(GenerativeModule):
         gradient_clip_val: clip both networks' gradients to this norm (or value) after unscaling.
         gradient_clip_algorithm: ``"norm"`` or ``"value"``.
         on_nonfinite: ``"raise"`` stops training on a non-finite loss (looked at on logging steps, at
-            epoch end and before checkpoints, so no step waits for the device); ``"skip"`` undoes those
-            half-steps on the device (costs a copy of parameters and optimizer state per half-step).
+            epoch end and before checkpoints, so no step waits for the device); ``"skip"`` skips those
+            half-steps and warns there with their count, by kind, and generator-step range. Under
+            ``16-mixed`` the GradScaler skips them (a non-finite loss counts as an overflow) and they are not
+            counted; without it they are undone on the device (a copy of parameters and optimizer state per
+            half-step) and the host counters still count them.
         num_sample_images: images in the fixed-noise grid logged each validation epoch.
         generator: any module mapping (B, latent_dim) noise (and labels when conditional) to images in
             [-1, 1]; replaces the DCGAN generator.
@@ -81,7 +118,9 @@ class GANModule(GenerativeModule):
         lr_scheduler_interval: ``"epoch"`` or ``"step"`` (one step per generator update, for both schedulers).
         compile: compile both networks with ``nn.Module.compile()`` (parameter names unchanged, so
             checkpoints, the EMA and Hub exports are those of the plain networks); a dict is passed as
-            keyword arguments (e.g. ``{"mode": "max-autotune"}``).
+            keyword arguments (e.g. ``{"mode": "max-autotune"}``). Refused with an input-gradient penalty
+            (``wgan-gp``'s ``gp_weight``, ``r1_weight``): torch cannot differentiate the compiled
+            discriminator's gradient again; compile the generator alone there (``model.generator.compile()``).
         channels_last: put the networks and batches in channels-last memory format (faster convolutions
             on tensor-core GPUs).
         augment: differentiable augmentation of every image the discriminator sees, real and generated,
@@ -108,15 +147,17 @@ class GANModule(GenerativeModule):
         latent_dim: int = 100,
         width: int = 64,
         loss: str = "bce",
-        n_critic: int = 1,
+        n_critic: int | None = None,
         lr_g: float = 2e-4,
         lr_d: float = 2e-4,
-        betas_g: tuple[float, float] = (0.5, 0.999),
-        betas_d: tuple[float, float] = (0.5, 0.999),
+        betas_g: tuple[float, float] | None = None,
+        betas_d: tuple[float, float] | None = None,
         gp_weight: float = 10.0,
         r1_weight: float = 0.0,
         ema_decay: float | None = None,
+        ema_batchnorm: str = "average",
         num_classes: int = 0,
+        fake_labels: str = "data",
         d_norm: str | None = None,
         spectral_norm: bool = False,
         gradient_clip_val: float | None = None,
@@ -140,6 +181,10 @@ class GANModule(GenerativeModule):
     ):
         super().__init__()
         self._check_choice("loss", loss, GAN_LOSSES)
+        self._check_choice("ema_batchnorm", ema_batchnorm, BATCHNORM_CONVENTIONS)
+        self._check_choice("fake_labels", fake_labels, FAKE_LABELS)
+        defaults = LOSS_DEFAULTS.get(loss, DCGAN_DEFAULTS)
+        n_critic = defaults["n_critic"] if n_critic is None else n_critic
         validate_positive("n_critic", n_critic)
         validate_positive("channels", channels)
         validate_positive("latent_dim", latent_dim)
@@ -160,7 +205,10 @@ class GANModule(GenerativeModule):
         self._check_common_args(on_nonfinite, gradient_clip_val, gradient_clip_algorithm, lr_scheduler_interval)
         # Modules and optimizer factories are not hyper-parameters: pass them again to load_from_checkpoint.
         self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer", "g_lr_scheduler", "d_lr_scheduler"])
-        self.hparams.d_norm = d_norm
+        # The resolved values, so hparams, checkpoints and Hub configs say what ran.
+        self.hparams.d_norm, self.hparams.n_critic = d_norm, n_critic
+        self.hparams.betas_g = tuple(defaults["betas"] if betas_g is None else betas_g)
+        self.hparams.betas_d = tuple(defaults["betas"] if betas_d is None else betas_d)
         # Not a hyper-parameter (LightningCLI passes checkpoint hparams back to __init__); kept in the checkpoint's
         # lightning_gen record instead, so loaders can refuse checkpoints whose networks they can't rebuild.
         self.custom_networks = generator is not None or discriminator is not None
@@ -169,7 +217,8 @@ class GANModule(GenerativeModule):
         self.discriminator = _uncompiled(discriminator) or DCGANDiscriminator(
             image_size, channels, width, num_classes, norm=d_norm, spectral_norm=spectral_norm
         )
-        self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay is not None else None
+        self._refuse_compiled_double_backward(self._double_backward_penalties(), self.discriminator)
+        self.generator_ema = GeneratorEMA(self.generator, ema_decay, ema_batchnorm) if ema_decay is not None else None
         self._g_optimizer, self._d_optimizer = g_optimizer, d_optimizer
         self._g_lr_scheduler, self._d_lr_scheduler = g_lr_scheduler, d_lr_scheduler
         # Submodules, so ADA's probability and LeCam's anchors are checkpointed with the weights.
@@ -188,14 +237,18 @@ class GANModule(GenerativeModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         g_params, d_params = self.generator.parameters(), self.discriminator.parameters()
-        opt_g = self._g_optimizer(g_params) if self._g_optimizer else self._default_adam(g_params, hp.lr_g, hp.betas_g)
-        opt_d = self._d_optimizer(d_params) if self._d_optimizer else self._default_adam(d_params, hp.lr_d, hp.betas_d)
+        opt_g = self._optimizer(self._g_optimizer, g_params, hp.lr_g, hp.betas_g)
+        opt_d = self._optimizer(self._d_optimizer, d_params, hp.lr_d, hp.betas_d)
         return self._optimizers_and_schedulers(
             [opt_g, opt_d], [self._g_lr_scheduler, self._d_lr_scheduler], hp.get("lr_scheduler_interval", "epoch")
         )
 
     def ddp_networks(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def _double_backward_penalties(self) -> list[str]:
+        """The active penalties whose backward differentiates the discriminator's input gradient."""
+        return [f"{name}={self.hparams[name]}" for name, active in DOUBLE_BACKWARD_PENALTIES.items() if active(self.hparams)]
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Generate images from noise with the sampling generator (the EMA copy when there is one), like :meth:`sample`.
@@ -212,7 +265,7 @@ class GANModule(GenerativeModule):
         # not make the generator wait (or step twice) for it.
         self._critic_batches += 1
         if self._critic_batches % self.hparams.n_critic == 0:
-            self._last_g_loss = self._generator_update(opt_g, real.shape[0], labels)
+            self._last_g_loss = self._generator_update(opt_g, real.shape[0], self._fake_labels(labels))
         if self._logs_this_batch():  # see GenerativeModule._logs_this_batch
             metrics = {
                 "train/d_loss": d_loss,
@@ -229,10 +282,17 @@ class GANModule(GenerativeModule):
             self.log_dict(metrics)
         self._log_progress_bar(d_loss)
 
+    def _fake_labels(self, labels: Tensor | None) -> Tensor | None:
+        """The labels to generate a batch with (see ``fake_labels``); drawn on the device, nothing read back."""
+        if labels is None or self.hparams.get("fake_labels", "data") == "data":
+            return labels
+        return torch.randint(0, self.num_classes, labels.shape, device=labels.device, generator=self._noise_generator())
+
     def _discriminator_update(self, opt_d: Any, real: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         hp = self.hparams
+        fake_labels = self._fake_labels(labels)
         with torch.no_grad():
-            fake = self._generate(self.generator, self._noise(real.shape[0]), labels)
+            fake = self._generate(self.generator, self._noise(real.shape[0]), fake_labels)
         discriminator = self._network("discriminator")
         # R1 from the same forward as the real logits, when nothing forces the penalty into another precision.
         r1_from_forward = hp.r1_weight > 0 and not torch.is_autocast_enabled(real.device.type)
@@ -242,7 +302,7 @@ class GANModule(GenerativeModule):
         with self.toggled_optimizer(opt_d):
             real_seen, fake_seen = self._augmented(real), self._augmented(fake)  # what D sees
             real_logits = self._discriminate(real_seen, labels, discriminator)
-            fake_logits = self._discriminate(fake_seen, labels, discriminator)
+            fake_logits = self._discriminate(fake_seen, fake_labels, discriminator)
             loss = discriminator_loss(hp.loss, real_logits, fake_logits)
             if hp.loss == "wgan-gp" and hp.gp_weight:
                 critic = lambda x: self._discriminate(x, labels, discriminator)  # noqa: E731
@@ -264,10 +324,6 @@ class GANModule(GenerativeModule):
         if self.augment is not None:  # every rank, every D step: ADA all-reduces its signal every ada_interval calls
             self.augment.update(real_logits.detach(), reduce=sum_across_processes)
         return loss.detach(), real_logits.detach(), fake_logits.detach()
-
-    def _augmented(self, images: Tensor) -> Tensor:
-        # Drawn from the training noise RNG (seeded per epoch and rank), so a resumed run augments identically.
-        return images if self.augment is None else self.augment(images, self._noise_generator())
 
     def _generator_update(self, opt_g: Any, batch_size: int, labels: Tensor | None) -> Tensor:
         with self.toggled_optimizer(opt_g):
@@ -309,22 +365,53 @@ class GANModule(GenerativeModule):
     def log_sample_grids(self) -> None:
         """Log a grid of the sampling generator's images on the fixed noise (the same images every time)."""
         generator = self.sampling_generator
-        was_training = generator.training
-        generator.eval()
-        with torch.no_grad():
+        with eval_mode(generator), torch.no_grad():
             images = self._generate(generator, self.fixed_noise, self.fixed_labels if self.num_classes else None)
-        generator.train(was_training)
         log_image_grid(self.trainer, "samples", images)
+
+    def on_train_epoch_end(self) -> None:
+        self._broadcast_ema_buffers()  # before the grid, so every rank samples with the same generator
+        super().on_train_epoch_end()
+
+    def _broadcast_ema_buffers(self) -> None:
+        """Give every DDP rank rank 0's EMA buffers (once per epoch, a few small tensors).
+
+        The EMA weights follow the live weights, which DDP keeps identical; BatchNorm statistics of the live
+        generator are each rank's own, and so are "average" or "copy" EMA statistics made from them.
+        """
+        if self.generator_ema is None or self._trainer is None or self.trainer.world_size < 2:
+            return
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        for buffer in self.generator_ema.module.buffers():
+            torch.distributed.broadcast(buffer, src=0)
 
     @property
     def sampling_generator(self) -> nn.Module:
-        """The generator used for sampling and evaluation: the EMA copy when there is one."""
-        return self.generator_ema.module if self.generator_ema is not None else self.generator
+        """The generator used for sampling and evaluation: the EMA copy when there is one.
+
+        With ``ema_batchnorm="recompute"`` its standing statistics are brought up to date first, when an
+        update or a load made them stale.
+        """
+        if self.generator_ema is None:
+            return self.generator
+        if self.generator_ema.needs_statistics:
+            self.generator_ema.recompute_batchnorm_statistics(self._standing_statistics_batches())
+        return self.generator_ema.module
+
+    def _standing_statistics_batches(self) -> Any:
+        """The EMA generator's forward arguments for the standing statistics: seeded latents (and cycled labels)."""
+        rng = torch.Generator().manual_seed(STANDING_STATISTICS_SEED)  # on the CPU: the same on every device
+        size = STANDING_STATISTICS_BATCH_SIZE
+        labels = (torch.arange(size) % self.num_classes).to(self.device) if self.num_classes else None
+        for _ in range(STANDING_STATISTICS_BATCHES):
+            z = torch.randn(size, self.latent_dim, generator=rng).to(self.device)
+            yield (z, labels) if self.num_classes else (z,)
 
     def inference_networks(self) -> dict[str, nn.Module]:
         networks = {"generator": self.generator}
         if self.generator_ema is not None:
-            networks["generator_ema"] = self.generator_ema.module
+            networks["generator_ema"] = self.sampling_generator  # with up-to-date statistics
         return networks
 
     def _sample_batch(self, z: Tensor, labels: Tensor | None) -> Tensor:

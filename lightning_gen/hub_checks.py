@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,24 @@ def validate_config(base: type, config: Any, source: str) -> tuple[type, dict[st
             f"{CONFIG_NAME} in {source} passes {unknown} to {cls.__name__}, which does not take them. The folder "
             f"was probably written by a newer lightning-gen (installed: {library_version()}); upgrade it."
         )
-    return cls, {k: _checked_value(k, v, params[k].default, source) for k, v in args.items()}
+    return cls, {k: _checked_value(k, v, _expected_default(cls, params[k], v), source) for k, v in args.items()}
+
+
+def _expected_default(cls: type, param: inspect.Parameter, value: Any) -> Any:
+    """What ``value`` is checked against: the default, or for a ``None`` default that the constructor resolves
+    to a tuple (an annotation like ``tuple[float, float] | None``, e.g. GANModule's ``betas_g``) and a list
+    value, a tuple of the annotated length."""
+    if param.default is not None or not isinstance(value, list):
+        return param.default
+    try:
+        hint = typing.get_type_hints(cls.__init__).get(param.name)
+    except Exception:  # an annotation that does not resolve: check as a plain None default
+        return None
+    for member in typing.get_args(hint):
+        items = typing.get_args(member)
+        if typing.get_origin(member) is tuple and items and Ellipsis not in items:
+            return (None,) * len(items)
+    return None
 
 
 def read_header_shapes(path: Path, source: str) -> dict[str, tuple[int, ...]]:

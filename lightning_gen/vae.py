@@ -4,7 +4,12 @@ Follow one batch: images in [-1, 1] go through :class:`ConvEncoder` to (mu, logv
 the reparameterization trick; :class:`ConvDecoder` maps z back to image space; the loss is the
 negative ELBO, ``reconstruction + beta_t * KL``, with ``beta_t`` warmed up linearly over
 ``kl_warmup_steps``. With ``adversarial_weight > 0`` a DCGAN discriminator learns to tell data from
-reconstructions and the VAE update adds ``adversarial_weight * generator_loss``; the two updates
+reconstructions and the VAE update adds ``adversarial_weight * generator_loss``. Both sides see
+reconstructions decoded from a *sampled* z ~ q(z|x), as in Larsen et al. (2016): the adversarial term
+has to score what the ELBO's reconstruction term decodes (the sampled z), and a discriminator trained
+on the posterior-mean reconstructions instead would judge sharper images than the ones it is asked
+about. The discriminator's reconstructions draw their own z (with the training noise generator). The
+two updates
 alternate through the same machinery as :class:`~lightning_gen.gan.GANModule`
 (:mod:`lightning_gen._base`).
 
@@ -128,7 +133,7 @@ class VAE(GenerativeModule):
         self._check_common_args(on_nonfinite, gradient_clip_val, gradient_clip_algorithm, lr_scheduler_interval)
         # Optimizer and scheduler factories are not hyper-parameters: pass them again to load_from_checkpoint.
         self.save_hyperparameters(ignore=["optimizer", "d_optimizer", "lr_scheduler", "d_lr_scheduler"])
-        self._optimizer, self._d_optimizer = optimizer, d_optimizer
+        self._vae_optimizer, self._d_optimizer = optimizer, d_optimizer
         self._lr_scheduler, self._d_lr_scheduler = lr_scheduler, d_lr_scheduler
 
         self.encoder = ConvEncoder(image_size, channels, latent_dim, width)
@@ -145,10 +150,9 @@ class VAE(GenerativeModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         vae_params = list(self.encoder.parameters()) + list(self.decoder.parameters())
-        optimizers = [self._optimizer(vae_params) if self._optimizer else self._default_adam(vae_params, hp.lr, hp.betas)]
+        optimizers = [self._optimizer(self._vae_optimizer, vae_params, hp.lr, hp.betas)]
         if self.discriminator is not None:
-            d_params = self.discriminator.parameters()
-            optimizers.append(self._d_optimizer(d_params) if self._d_optimizer else self._default_adam(d_params, hp.lr_d, hp.betas_d))
+            optimizers.append(self._optimizer(self._d_optimizer, self.discriminator.parameters(), hp.lr_d, hp.betas_d))
         factories = [self._lr_scheduler, self._d_lr_scheduler][: len(optimizers)]
         return self._optimizers_and_schedulers(optimizers, factories, hp.lr_scheduler_interval)
 
@@ -210,8 +214,7 @@ class VAE(GenerativeModule):
         if self.discriminator is not None:
             opt_d = optimizers[1]
             discriminator = self._network("discriminator")
-            with torch.no_grad():
-                recon = self.forward(images)
+            recon = self._sampled_reconstruction(images)
             with self.toggled_optimizer(opt_d):
                 real_logits = discriminator(self._augmented(images))
                 d_loss = discriminator_loss(hp.adversarial_loss, real_logits, discriminator(self._augmented(recon)))
@@ -247,8 +250,10 @@ class VAE(GenerativeModule):
             self.log_dict(metrics)
         self._log_progress_bar(loss.detach())
 
-    def _augmented(self, images: Tensor) -> Tensor:
-        return images if self.augment is None else self.augment(images, self._noise_generator())
+    @torch.no_grad()
+    def _sampled_reconstruction(self, images: Tensor) -> Tensor:
+        """A reconstruction decoded from z ~ q(z|x), like the one the adversarial term scores, without gradient."""
+        return self.elbo_terms(images, self._noise_generator())["reconstruction"]
 
     def on_validation_epoch_start(self) -> None:
         # The same reparameterization noise every validation run: val/elbo is comparable across epochs,
@@ -282,16 +287,16 @@ class VAE(GenerativeModule):
 
     def log_sample_grids(self) -> None:
         """Log samples from the prior (fixed noise) and, when validation ran, originals next to reconstructions."""
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            log_image_grid(self.trainer, "samples", self.decode(self.fixed_noise))
-            if self._val_images is not None:
-                originals = self._val_images[:32]
-                pairs = torch.stack([originals.float(), self.forward(originals)], dim=1).flatten(0, 1)
-                log_image_grid(self.trainer, "reconstructions", pairs, nrow=8)  # original, reconstruction, ...
-        self.train(was_training)
-        self._val_images = None
+        try:
+            with eval_mode(self), torch.no_grad():
+                samples = self.decode(self.fixed_noise)
+                log_image_grid(self.trainer, "samples", samples)
+                if self._val_images is not None:
+                    originals = self._val_images[:32]
+                    pairs = torch.stack([originals.float(), self.forward(originals)], dim=1).flatten(0, 1)
+                    log_image_grid(self.trainer, "reconstructions", pairs, nrow=8)  # original, reconstruction, ...
+        finally:
+            self._val_images = None
 
     def inference_networks(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "decoder": self.decoder}

@@ -66,13 +66,13 @@ def build(config: str):
     if config == "wgan_gp_ema":
         strategy, counters = counting_strategy(gan_networks)
         return GANModule(**gan, loss="wgan-gp", n_critic=2, ema_decay=0.9), strategy, "32-true", counters
-    if config == "r1":  # MultiModelDDPStrategy passed directly
+    if config == "r1":  # MultiModelDDPStrategy passed directly; EMA statistics recomputed for the averaged weights
         strategy, counters = counting_strategy(gan_networks, MultiModelDDPStrategy)
-        return GANModule(**gan, r1_weight=1.0), strategy, "32-true", counters
+        return GANModule(**gan, r1_weight=1.0, ema_decay=0.9, ema_batchnorm="recompute"), strategy, "32-true", counters
     if config == "bf16":
         # Lightning turns "16-mixed" into "bf16-mixed" on CPU (fp16 autocast needs CUDA), so bf16 is what runs here.
         strategy, counters = counting_strategy(gan_networks)
-        return GANModule(**gan, ema_decay=0.9), strategy, "bf16-mixed", counters
+        return GANModule(**gan, ema_decay=0.9, ema_batchnorm="copy"), strategy, "bf16-mixed", counters
     if config == "vae_gan":
         strategy, counters = counting_strategy(["encoder", "decoder", "discriminator"])
         return VAE(image_size=16, latent_dim=4, width=8, adversarial_weight=0.1), strategy, "32-true", counters
@@ -131,6 +131,9 @@ def run(config: str, rank: int, out_dir: Path) -> dict:
         # Parameters only: BatchNorm running statistics stay per rank between DDP's buffer broadcasts.
         "initial": initial,
         "params": {name: digest(p) for name, p in module.named_parameters()},
+        # Buffers of the live networks are each rank's own; the EMA generator's must agree (GANModule's ema_batchnorm).
+        "generator_buffers": {name: digest(b) for name, b in module.generator.named_buffers()} if hasattr(module, "generator") else None,
+        "ema_buffers": {name: digest(b) for name, b in ema.module.named_buffers()} if (ema := getattr(module, "generator_ema", None)) else None,
         "sizes": sizes,
         "allreduced": {name: c["elements"] for name, c in counters.items()} if counters else None,
         "noise": torch.randn(3, generator=module._noise_rng).tolist(),

@@ -96,7 +96,7 @@ PRIVATE_NAMES = re.compile(
     r"\._(results|logger_connector|scale|ddp_kwargs|ddp_comm_\w+|setup_model|broadcast_sigterm_tensor|storage|trial_id)\b"
     r"|torch\._(foreach_\w+|amp_foreach_\w+)|_get_fused_kernels_supported_devices"
 )
-NOT_YET_SWITCHED = {"_base.py", "ema.py"}
+NOT_YET_SWITCHED: set[str] = set()
 
 
 def test_private_dependency_attributes_are_used_only_through_compat():

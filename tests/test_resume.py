@@ -29,11 +29,12 @@ def _with_confident_discriminator(model):
     "make_model, precision",
     [
         (lambda: GANModule(image_size=16, latent_dim=8, width=8, n_critic=2, ema_decay=0.9), "32"),
-        (lambda: GANModule(image_size=16, latent_dim=8, width=8, loss="wgan-gp"), "16-mixed"),
+        (lambda: GANModule(image_size=16, latent_dim=8, width=8, loss="wgan-gp", n_critic=1), "16-mixed"),
+        (lambda: GANModule(image_size=16, latent_dim=8, width=8, ema_decay=0.9, ema_batchnorm="recompute"), "32"),
         (lambda: VAE(image_size=16, latent_dim=4, width=8, adversarial_weight=0.1), "32"),
         (lambda: _with_confident_discriminator(GANModule(image_size=16, latent_dim=8, width=8, augment="ada", ada_speed_images=500, ada_interval=1, lecam_weight=0.1, r1_weight=1.0)), "32"),
     ],
-    ids=["gan-ema-ncritic2", "gan-wgan-gp-fp16", "vae-gan", "gan-ada-lecam-r1"],
+    ids=["gan-ema-ncritic2", "gan-wgan-gp-fp16", "gan-ema-recompute-bn", "vae-gan", "gan-ada-lecam-r1"],
 )
 def test_resume_matches_uninterrupted_run(tmp_path, make_model, precision):
     # A fresh plugin (and GradScaler) per run: the resumed run must get its scaler state from the checkpoint.

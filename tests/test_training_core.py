@@ -291,3 +291,30 @@ def test_augmentation_reaches_both_half_steps_and_logs_p(tmp_path):
     vae.discriminator.head.bias.data.fill_(10.0)  # calls everything real at first: p must rise
     trainer(tmp_path, max_epochs=1).fit(vae, image_loader(n=16))
     assert vae.augment.p.item() > 0
+
+
+def test_eval_mode_restores_each_submodules_own_mode_also_on_an_exception(tmp_path):
+    from lightning_gen._base import eval_mode
+
+    model = GANModule(**TINY, ema_decay=0.9)
+    next(m for m in model.generator_ema.module.modules() if isinstance(m, torch.nn.BatchNorm2d)).eval()  # e.g. frozen statistics inside a network that trains
+    modes = {name: m.training for name, m in model.named_modules()}
+    with pytest.raises(RuntimeError, match="boom"):
+        with eval_mode(model.generator_ema.module):
+            assert not any(m.training for m in model.generator_ema.module.modules())
+            raise RuntimeError("boom")
+    assert {name: m.training for name, m in model.named_modules()} == modes
+
+    # The sample grids of both modules go through it: a network that fails mid-grid leaves every mode as it was.
+    def fail(*args):
+        raise OSError("out of memory")
+
+    vae = VAE(**TINY)
+    next(m for m in vae.decoder.modules() if isinstance(m, torch.nn.BatchNorm2d)).eval()
+    for module, network in ((model, model.generator_ema.module), (vae, vae.decoder)):
+        modes = {name: m.training for name, m in module.named_modules()}
+        handle = network.register_forward_hook(fail)
+        with pytest.raises(OSError, match="out of memory"):
+            module.log_sample_grids()
+        handle.remove()
+        assert {name: m.training for name, m in module.named_modules()} == modes, type(module).__name__

@@ -89,6 +89,39 @@ def test_adversarial_term_is_one_argument_away(tmp_path):
     assert {"train/d_loss", "train/g_loss"} <= set(t.callback_metrics)
 
 
+def test_vae_gan_discriminator_trains_on_sampled_reconstructions_like_the_adversarial_term(tmp_path):
+    import copy
+
+    import lightning as L
+
+    model = VAE(**TINY, adversarial_weight=0.1)
+    initial = copy.deepcopy(model)
+    seen, batches = [], []
+    model.discriminator.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()) if module.training else None)
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            batches.append(batch[0].clone())
+
+    L.seed_everything(0)
+    trainer(tmp_path, max_steps=2, callbacks=[Spy()]).fit(model, image_loader(n=8))  # one batch: D step, VAE step
+    real, d_fake, vae_fake = seen  # the D step sees the data and a reconstruction; the VAE step a reconstruction
+    images = batches[0]
+    assert torch.equal(real, images)
+    # The D step's reconstruction is decoded from z ~ q(z|x), drawn with the training noise generator, by the
+    # networks as they were before the batch (the same computation, so exactly equal) ...
+    seed = model._noise_seed * 1_000_003 % (2**63 - 1)  # epoch 0, rank 0 (GenerativeModule.on_train_epoch_start)
+    noise = torch.Generator().manual_seed(seed)
+    initial.train()
+    with torch.no_grad():
+        sampled = initial.elbo_terms(images, noise)["reconstruction"]
+        mean = initial.forward(images)
+    assert torch.equal(d_fake, sampled) and not torch.allclose(d_fake, mean, atol=1e-3)
+    # ... and the VAE step's adversarial term scores the next draw from the same generator, not the mean.
+    with torch.no_grad():
+        assert torch.equal(vae_fake, initial.elbo_terms(images, noise)["reconstruction"])
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
