@@ -49,8 +49,18 @@ SHAPES_METRIC_NAMES = {
         for kind, pretty in (("tv", "TV"), ("coverage", "coverage"))
     },
 }
+#: Optional metrics of the digits evaluator (:func:`lightning_gen.metrics.evaluate_digits`) and of the synthetic-data
+#: metrics (:mod:`lightning_gen.metrics.synthetic`): listed only when given.
+DIGITS_METRIC_NAMES = {
+    "conditional_accuracy": "Conditional accuracy (digits classifier)",
+    "digits_fd": "Digits FD",
+    "class_tv": "Class TV (digits classifier)",
+    "cas": "CAS (classifier trained on generated digits)",
+    "cas_real_reference": "Same classifier trained on as many real digits",
+    "intra_class_fd": "Intra-class digits FD",
+}
 #: Every name a :class:`MetricResult` may have, in the card's order.
-CARD_METRIC_NAMES = {**METRIC_NAMES, **SHAPES_METRIC_NAMES}
+CARD_METRIC_NAMES = {**METRIC_NAMES, **SHAPES_METRIC_NAMES, **DIGITS_METRIC_NAMES}
 #: Keys of one entry of the ``--metrics`` JSON (see :func:`metrics_from_json`).
 ENTRY_KEYS = ("value", "std", "protocol", "reason")
 SHAPES_NOTE = (
@@ -60,6 +70,14 @@ SHAPES_NOTE = (
     "shape and one colour (compare with `real_validity`, the real images' share). TV: total variation distance "
     "between the generated and real distributions of a factor (0 best). Coverage: share of the data's values "
     "of a factor generated at all (1 best)."
+)
+DIGITS_NOTE = (
+    "Conditional accuracy, digits FD and class TV come from lightning-gen's digits classifier "
+    "(`lightning_gen.metrics.evaluate_digits`, trained on the built-in training digits only) against the 1,000 "
+    "held-out test digits, and mean something only for handwritten digits. Conditional accuracy: share of samples "
+    "the classifier reads as the label they were drawn for (compare with `real_accuracy`). CAS (Ravuri & Vinyals "
+    "2019): test accuracy of a fixed small CNN trained only on generated digits, next to the same CNN trained on as "
+    "many real ones (`lightning_gen.metrics.synthetic`; its protocol is recorded)."
 )
 TASK_TYPE = "unconditional-image-generation"
 RECIPE_CAUTION = (
@@ -88,8 +106,8 @@ class MetricResult:
     def __post_init__(self) -> None:
         if self.name not in CARD_METRIC_NAMES:
             raise ValueError(
-                f"MetricResult name must be one of {', '.join(METRIC_NAMES)} or the optional shapes metrics "
-                f"{', '.join(SHAPES_METRIC_NAMES)}; got {self.name!r}."
+                f"MetricResult name must be one of {', '.join(METRIC_NAMES)}, the optional shapes metrics "
+                f"{', '.join(SHAPES_METRIC_NAMES)} or the digits metrics {', '.join(DIGITS_METRIC_NAMES)}; got {self.name!r}."
             )
         if self.value is None and not self.reason:
             raise ValueError(f"MetricResult {self.name} has no value: say why it was not measured (reason=...).")
@@ -219,6 +237,8 @@ def build_model_card(config: Mapping[str, Any], info: CardInfo, tags: Sequence[s
     body += ["## Evaluation", "", "| metric | value | protocol |", "|---|---|---|", *metric_rows, ""]
     if any(r.name in SHAPES_METRIC_NAMES for _, r in listed):
         body += [SHAPES_NOTE, ""]
+    if any(r.name in DIGITS_METRIC_NAMES for _, r in listed):
+        body += [DIGITS_NOTE, ""]
     body += ["## Training recipe", ""]
     if info.recipe:
         body += [f"The LightningCLI config that trained this model (`{RECIPE_NAME}`).", "", f"> {RECIPE_CAUTION}", ""]
@@ -241,7 +261,7 @@ def _metric_rows(listed: Sequence[tuple[str, MetricResult]]) -> list[str]:
             rows.append(f"| {label} | not measured: {_cell(result.reason or '')} | |")
             continue
         value = f"{result.value:.4g}" + (f" ± {result.std:.2g}" if result.std is not None else "")
-        family = "shapes" if result.name in SHAPES_METRIC_NAMES else "inception"
+        family = "shapes" if result.name in SHAPES_METRIC_NAMES else "digits" if result.name in DIGITS_METRIC_NAMES else "inception"
         protocol = _plain_json(dict(result.protocol))
         reference = shown.get(family)
         if reference is not None and all(key in protocol and protocol[key] == v for key, v in reference[1].items()):

@@ -223,3 +223,15 @@ def test_export_of_a_zoo_model_reads_the_evaluation_json_as_is(evaluation, check
     capsys.readouterr()
     assert main(["show", "tiny-shapes"]) == 0
     assert f"Fréchet Shapes Distance = {evaluation.fsd}" in capsys.readouterr().out
+
+
+def test_digits_metrics_are_optional_card_rows_with_their_note():
+    from lightning_gen.model_card import DIGITS_NOTE, CardInfo, MetricResult
+
+    info = CardInfo(metrics=(MetricResult("conditional_accuracy", 0.99, protocol={"num_samples": 10000}), MetricResult("cas", 0.97, std=0.003)))
+    labels = [label for label, _ in info.listed()]
+    assert labels[:3] == ["FID", "Inception Score", "KID"] and "CAS (classifier trained on generated digits)" in labels
+    assert "Digits FD" not in labels  # only what was given
+    with pytest.raises(ValueError, match="digits metrics"):
+        MetricResult("accuracy", 0.5)
+    assert "held-out test digits" in DIGITS_NOTE
