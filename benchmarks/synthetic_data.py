@@ -37,8 +37,7 @@ from lightning_gen.metrics import (
     classification_accuracy_score,
     stratified_subset_indices,
 )
-from lightning_gen.metrics.synthetic_callback import _held_out_split
-from lightning_gen.metrics.synthetic_sources import datamodule_split
+from lightning_gen.metrics.synthetic_sources import datamodule_split, held_out_split
 
 IMAGE_SIZE = 32  # the digits padded 28 -> 32, the main job's size
 REAL_PER_CLASS = 50  # the small-data regime
@@ -60,7 +59,7 @@ def digits() -> tuple[LabelledImages, LabelledImages, str]:
     datamodule = DigitsDataModule(**{k: v for k, v in wanted.items() if k in accepted})
     for stage in ("fit", "test"):
         datamodule.setup(stage)
-    held_out = _held_out_split(datamodule)
+    held_out = held_out_split(datamodule)
     return datamodule_split(datamodule, "train"), datamodule_split(datamodule, held_out), held_out
 
 

@@ -96,7 +96,7 @@ class BarGenerator(nn.Module):
 
 def test_training_is_deterministic_under_a_seed_and_leaves_the_global_rng_alone():
     images, labels = bar_images(10, seed=0)
-    protocol = ClassifierProtocol(steps=15, batch_size=16).resolved(image_size=SIZE, channels=1, device=torch.device("cpu"), architecture="small-cnn")
+    protocol = ClassifierProtocol(steps=15, batch_size=16).resolved(image_size=SIZE, channels=1, device=torch.device("cpu"), architecture="small-cnn-12")
     before = torch.random.get_rng_state()
     first = train_classifier(images, labels, num_classes=CLASSES, protocol=protocol, seed=3)
     torch.rand(5)  # whatever the caller's global RNG does in between must not matter
@@ -149,7 +149,7 @@ def test_cas_of_the_real_training_folder_equals_its_reference_exactly(folders):
     assert result.cas > 0.9  # the classifier does learn the classes
     assert result.num_generated == result.num_real_reference == 120 and result.num_real_test == 80
     recorded = result.protocol
-    assert (recorded.num_samples, recorded.image_size, recorded.channels, recorded.device, recorded.architecture) == (120, SIZE, 3, "cpu", "small-cnn")
+    assert (recorded.num_samples, recorded.image_size, recorded.channels, recorded.device, recorded.architecture) == (120, SIZE, 3, "cpu", "small-cnn-12")
     record = json.loads(result.to_json())
     assert record["protocol"]["steps"] == 40 and record["protocol"]["seeds"] == [0, 1]
     assert record["protocol"]["normalisation"].startswith("uint8 / 127.5 - 1")
@@ -192,8 +192,13 @@ def test_a_classifier_factory_replaces_the_small_cnn_and_is_recorded(folders):
 
     data = bar_images(10, seed=5)
     result = classification_accuracy_score(data, data, protocol=replace_protocol(seeds=(0,)), classifier_factory=linear)
-    assert built == [(CLASSES, 1, SIZE)] and result.protocol.architecture.startswith("custom:")
+    assert built[0] == (CLASSES, 1, SIZE) and result.protocol.architecture.startswith("custom:")
     assert result.cas_std is None and len(result.cas_per_seed) == 1
+    named = classification_accuracy_score(data, data, protocol=replace_protocol(seeds=(0,), architecture="linear-16"),
+                                          classifier_factory=linear)
+    assert named.protocol.architecture == "linear-16"
+    with pytest.raises(ValueError, match="no classifier_factory builds it"):
+        classification_accuracy_score(data, data, protocol=replace_protocol(architecture="resnet18"))
 
 
 def test_sources_are_checked_with_messages_that_say_what_to_do(folders, tmp_path):

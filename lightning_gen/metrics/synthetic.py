@@ -44,6 +44,7 @@ from lightning_gen.metrics.synthetic_sources import (
     is_model_source,
     labelled_images,
     load_generator,
+    same_classes,
     stratified_subset_indices,
 )
 
@@ -109,6 +110,10 @@ class CASResult(_JSONResult):
         """``real_reference - cas``: how much accuracy training on generated instead of real images costs."""
         return None if self.real_reference is None else self.real_reference - self.cas
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dictionary, with ``gap`` and the protocol under ``"protocol"``."""
+        return {**super().to_dict(), "gap": self.gap}
+
 
 @dataclass(frozen=True)
 class AugmentationGainResult(_JSONResult):
@@ -156,10 +161,8 @@ class _Setting:
 
     def __init__(self, protocol: ClassifierProtocol, factory: ClassifierFactory | None, real_test: Any,
                  real_train: Any, num_workers: int) -> None:
-        read = dict(image_size=protocol.image_size, channels=protocol.channels or 3, num_workers=num_workers)
-        self.test = labelled_images(real_test, "real test", **read)
-        self.train = None if real_train is None else labelled_images(real_train, "real train", **read)
-        self.read = read
+        self.test = labelled_images(real_test, "real test", image_size=protocol.image_size,
+                                    channels=protocol.channels or 3, num_workers=num_workers)
         height, width = self.test.images.shape[-2:]
         if protocol.image_size is None and height != width:
             raise ValueError(f"The real test images are {height}x{width}; give the protocol an image_size to resize them to a square.")
@@ -167,15 +170,16 @@ class _Setting:
             image_size=width, channels=self.test.images.shape[1], device=resolve_device(protocol.device),
             architecture=architecture_name(protocol, factory),
         )
+        # Other folders are decoded straight to the classifier's input (the decoder's resize, not a second one).
+        self.read = dict(image_size=self.protocol.image_size, channels=self.protocol.channels, num_workers=num_workers)
+        self.train = None if real_train is None else labelled_images(real_train, "real train", **self.read)
         self.factory = factory
         self.num_classes = max(s.num_classes for s in (self.test, self.train) if s is not None)
         self._check_names(self.train)
         self._test_images = self.conform(self.test)
 
     def _check_names(self, other: LabelledImages | None) -> None:
-        if other is None or other.class_names is None or self.test.class_names is None:
-            return
-        if other.class_names != self.test.class_names:
+        if other is not None and not same_classes(other.class_names, self.test.class_names):
             raise ValueError(
                 f"The class folders differ: {other.description} has {list(other.class_names)}, {self.test.description} "
                 f"has {list(self.test.class_names)}; labels follow the sorted folder names, so they must be the same."

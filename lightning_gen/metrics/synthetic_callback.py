@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -28,7 +27,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lightning_gen.metrics.synthetic import CASResult, classification_accuracy_score
 from lightning_gen.metrics.synthetic_classifier import ClassifierFactory, ClassifierProtocol
-from lightning_gen.metrics.synthetic_sources import LabelledImages, datamodule_split
+from lightning_gen.metrics.synthetic_sources import LabelledImages, datamodule_split, held_out_split
 
 __all__ = ["CASCallback"]
 
@@ -137,7 +136,7 @@ class CASCallback(Callback):
             datamodule = trainer.datamodule
             if datamodule is None:
                 raise RuntimeError("CASCallback reads the real held-out images from a data module: call trainer.fit(model, datamodule=...).")
-            split = self.test_split or _held_out_split(datamodule)
+            split = self.test_split or held_out_split(datamodule)
             test = datamodule_split(datamodule, split)
             # The training split gives the reference and, by default, N (as many generated images as it has).
             needed = self.reference or self.protocol.num_samples is None
@@ -200,15 +199,6 @@ class CASCallback(Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
-
-
-def _held_out_split(datamodule: Any) -> str:
-    """``"test"`` when the data module yields a non-empty test loader, else ``"val"``."""
-    try:
-        loader = datamodule.test_dataloader()
-    except Exception:  # noqa: BLE001 - Lightning's placeholder hook raises when a data module has no test split
-        return "val"
-    return "test" if isinstance(loader, torch.utils.data.DataLoader) and len(loader.dataset) else "val"
 
 
 def _summary(result: CASResult) -> str:

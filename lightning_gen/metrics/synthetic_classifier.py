@@ -4,8 +4,8 @@ A number like "CAS 0.94" means something only together with the classifier that 
 how long and how it was trained, on which input size, with which seeds. :class:`ClassifierProtocol` holds those
 facts (frozen, recorded in every result, like FID's :class:`~lightning_gen.metrics.protocol.Protocol`), and
 :func:`train_classifier` / :func:`classifier_accuracy` run it. The default network, :class:`SmallCNN`, is a plain
-``nn.Module`` of about 34k parameters that reaches ~0.98 on 1,000 held-out real MNIST digits after training on
-4,000 and trains in seconds per seed on one CPU core.
+``nn.Module`` of 21k parameters that scores 0.974-0.980 (three seeds) on 1,000 held-out real MNIST digits after
+600 steps on the other 4,000, at about 27 s of CPU time per seed on one busy core.
 
 Training length is a fixed number of optimizer **steps**, not epochs: a classifier trained on 500 real digits and
 one trained on those 500 plus 5,000 synthetic ones then get the same number of updates, so an augmentation gain
@@ -46,7 +46,7 @@ __all__ = [
 #: ``factory(num_classes, channels, image_size) -> nn.Module`` mapping float images in [-1, 1] to logits.
 ClassifierFactory = Callable[[int, int, int], nn.Module]
 
-DEFAULT_ARCHITECTURE = "small-cnn"
+DEFAULT_ARCHITECTURE = "small-cnn-12"  # SmallCNN(width=12); a new default gets a new name
 _OPTIMIZERS = ("adam", "sgd")
 
 
@@ -63,7 +63,7 @@ class ClassifierProtocol:
         True
     """
 
-    architecture: str = DEFAULT_ARCHITECTURE  # "small-cnn", or the name of a classifier_factory's network
+    architecture: str = DEFAULT_ARCHITECTURE  # "small-cnn-12" (SmallCNN), or the name of a classifier_factory's network
     steps: int = 600  # optimizer updates per training, whatever the training set's size (see module docstring)
     batch_size: int = 64  # training images per update, drawn without replacement, reshuffled every pass
     optimizer: str = "adam"  # "adam" (betas 0.9, 0.999) or "sgd" (Nesterov, momentum 0.9)
@@ -136,7 +136,9 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 class SmallCNN(nn.Module):
     """The default classifier: three 3x3 conv / batch-norm / ReLU / 2x2 max-pool blocks, then one linear layer.
 
-    Widths ``width, 2 width, 4 width`` (16, 32, 64: 33,658 parameters at 32 px, 10 classes, 1 channel).
+    Widths ``width, 2 width, 4 width`` (12, 24, 48: 20,926 parameters at 32 px, 10 classes, 1 channel). Width 16
+    scored 0.978 instead of 0.976 (mean of three seeds, 4,000 MNIST digits, 1,000 held out), within the seeds'
+    spread, for 1.5x the time; width 8 scored 0.973.
 
     Args:
         num_classes: Output logits.
@@ -147,10 +149,10 @@ class SmallCNN(nn.Module):
     Example:
         >>> net = SmallCNN(num_classes=10, channels=1, image_size=32)
         >>> net(torch.zeros(2, 1, 32, 32)).shape, sum(p.numel() for p in net.parameters())
-        (torch.Size([2, 10]), 33658)
+        (torch.Size([2, 10]), 20926)
     """
 
-    def __init__(self, num_classes: int, channels: int, image_size: int, width: int = 16) -> None:
+    def __init__(self, num_classes: int, channels: int, image_size: int, width: int = 12) -> None:
         super().__init__()
         if image_size < 8:
             raise ValueError(f"SmallCNN needs images of at least 8 px (three 2x poolings), got image_size={image_size}.")
@@ -226,7 +228,14 @@ def build_classifier(
 
 def architecture_name(protocol: ClassifierProtocol, factory: ClassifierFactory | None) -> str:
     """The architecture recorded in results: the protocol's name, or the factory's network class."""
-    if factory is None or protocol.architecture != DEFAULT_ARCHITECTURE:
+    if factory is None:
+        if protocol.architecture != DEFAULT_ARCHITECTURE:
+            raise ValueError(
+                f"architecture={protocol.architecture!r} names a network, but no classifier_factory builds it; pass "
+                f"classifier_factory=..., or keep architecture={DEFAULT_ARCHITECTURE!r} for SmallCNN."
+            )
+        return protocol.architecture
+    if protocol.architecture != DEFAULT_ARCHITECTURE:  # the user named their factory's network
         return protocol.architecture
     return f"custom:{getattr(factory, '__qualname__', type(factory).__qualname__)}"
 

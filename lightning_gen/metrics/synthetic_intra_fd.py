@@ -25,6 +25,7 @@ from lightning_gen.metrics.synthetic_sources import (
     is_model_source,
     labelled_images,
     load_generator,
+    same_classes,
     stratified_subset_indices,
 )
 
@@ -119,7 +120,7 @@ def intra_class_frechet_distance(
         seed_used = sample_seed
     else:
         fake = labelled_images(generated, "generated", **read)
-        if fake.class_names and real_set.class_names and fake.class_names != real_set.class_names:
+        if not same_classes(fake.class_names, real_set.class_names):
             raise ValueError(f"The class folders differ: {list(fake.class_names)} generated, {list(real_set.class_names)} real.")
         if num_per_class is not None:
             fake = fake.subset(stratified_subset_indices(fake.labels, per_class=num_per_class, seed=subset_seed))

@@ -34,8 +34,10 @@ from lightning_gen._images import to_uint8
 
 __all__ = [
     "LabelledImages",
+    "same_classes",
     "datamodule_split",
     "generate_labelled",
+    "held_out_split",
     "is_model_source",
     "labelled_images",
     "stratified_subset_indices",
@@ -95,6 +97,20 @@ class LabelledImages:
     def of_class(self, label: int) -> Tensor:
         """The images of class ``label``."""
         return self.images[self.labels == label]
+
+
+def same_classes(names: Sequence[str] | None, others: Sequence[str] | None) -> bool:
+    """Whether two class-name lists describe the same labels (unknown names match anything; ``"07"`` is ``"7"``).
+
+    Example:
+        >>> same_classes(["0", "1"], ["00", "01"]), same_classes(["cat", "dog"], ["dog", "cat"])
+        (True, False)
+    """
+    if names is None or others is None:
+        return True
+    if all(n.isdigit() for n in [*names, *others]):
+        return [int(n) for n in names] == [int(n) for n in others]
+    return list(names) == list(others)
 
 
 def stratified_subset_indices(
@@ -300,7 +316,10 @@ def datamodule_split(datamodule: Any, split: str, *, num_workers: int | None = N
     except Exception as error:  # noqa: BLE001 - Lightning's placeholder hooks raise MisconfigurationException
         raise ValueError(f"{name}: {type(datamodule).__name__}.{split}_dataloader() failed ({error}).") from error
     if not isinstance(loader, DataLoader) or not hasattr(loader.dataset, "__len__") or len(loader.dataset) == 0:
-        raise ValueError(f"{name} is not a non-empty map-style DataLoader split; pick another split.")
+        raise ValueError(
+            f"{name} has no images in a map-style DataLoader. Held-out metrics need held-out images: give the data "
+            f"module a validation or test split (e.g. ImageFolderDataModule(val_fraction=0.1)) or pick another split."
+        )
     reader = DataLoader(
         loader.dataset, batch_size=256, shuffle=False, collate_fn=loader.collate_fn,
         num_workers=loader.num_workers if num_workers is None else num_workers,
@@ -314,6 +333,15 @@ def datamodule_split(datamodule: Any, split: str, *, num_workers: int | None = N
     return LabelledImages(torch.cat(images), torch.cat(labels), name, tuple(getattr(datamodule, "class_names", None) or ()) or None)
 
 
+def held_out_split(datamodule: Any) -> str:
+    """``"test"`` when the data module yields a non-empty test loader, else ``"val"``: the split to score on."""
+    try:
+        loader = datamodule.test_dataloader()
+    except Exception:  # noqa: BLE001 - Lightning's placeholder hook raises when a data module has no test split
+        return "val"
+    return "test" if isinstance(loader, DataLoader) and len(loader.dataset) else "val"
+
+
 # ---------------------------------------------------------------------------------------------- generation
 
 
@@ -323,7 +351,16 @@ def load_generator(spec: Any, device: str | torch.device = "cpu") -> Any:
         return spec
     from lightning_gen.sampling import load_generative_module  # loading models pulls in the training stack
 
-    return load_generative_module(os.fspath(spec), device)
+    text = os.fspath(spec)
+    try:
+        return load_generative_module(text, device)
+    except Exception as error:  # noqa: BLE001 - a typo in a folder name should not read as a Hub failure only
+        if Path(text).exists() or text.endswith(".ckpt"):
+            raise
+        raise LookupError(
+            f"{text!r} is neither a folder of generated images (one subfolder per class) nor a model that loads as "
+            f"a .ckpt, zoo name or Hub id ({type(error).__name__}: {error}). Check the path."
+        ) from error
 
 
 def generate_labelled(
