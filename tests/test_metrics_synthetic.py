@@ -9,6 +9,7 @@ labels) in seconds.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,11 @@ from lightning_gen.metrics.synthetic_classifier import SmallCNN, train_classifie
 CLASSES = 4
 SIZE = 16
 FAST = ClassifierProtocol(steps=40, batch_size=32, seeds=(0, 1))
+
+
+def replace_protocol(**values) -> ClassifierProtocol:
+    """``FAST`` with some fields changed."""
+    return replace(FAST, **values)
 
 
 def bar_images(per_class: int, seed: int, noise: int = 90, jitter: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,12 +171,6 @@ def test_cas_with_wrong_or_shuffled_labels_falls_to_chance(folders):
                                              protocol=replace_protocol(channels=1, seeds=(0, 1, 2)))
     # Chance is 1/4; with 80 test images one seed's binomial std is 0.05, so 0.15 is three of them.
     assert abs(shuffled.cas - 1 / CLASSES) < 0.15
-
-
-def replace_protocol(**values) -> ClassifierProtocol:
-    from dataclasses import replace
-
-    return replace(FAST, **values)
 
 
 def test_cas_of_a_conditional_model_draws_balanced_labels_and_is_high_for_a_good_generator(folders):
@@ -341,7 +341,7 @@ def test_command_prints_json_with_the_protocol(folders, tmp_path, capsys):
     common = ["--steps", "20", "--seeds", "0", "1", "--channels", "1"]
     assert main(["synthetic", "cas", str(folders["train"]), str(folders["test"]), str(folders["train"]), *common]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["cas_per_seed"] == record["real_reference_per_seed"]
+    assert record["cas_per_seed"] == record["real_reference_per_seed"] and record["gap"] == 0.0
     assert record["protocol"]["steps"] == 20 and record["protocol"]["channels"] == 1 and record["protocol"]["num_samples"] == 120
 
     out = tmp_path / "gain.json"

@@ -147,33 +147,18 @@ class CASCallback(Callback):
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         self._evaluated_step = trainer.global_step
         log_dir = trainer.log_dir  # a collective: every process must ask
-        result = None
+        outcome: CASResult | BaseException | None = None
         if trainer.is_global_zero:
-            test, train, _ = self._real_sides(trainer)
-            protocol = self.protocol
-            if protocol.num_samples is None and train is not None:
-                protocol = replace(protocol, num_samples=len(train))
-            modes = [(module, module.training) for module in pl_module.modules()]
             try:
-                # The reference does not depend on the model: trained with the first evaluation, then reused.
-                result = classification_accuracy_score(
-                    pl_module, test, train if self.reference and self._reference is None else None, protocol=protocol,
-                    classifier_factory=self.classifier_factory,
-                )
-            finally:
-                for module, mode in modes:
-                    module.training = mode
-            if self._reference is None and result.real_reference is not None:
-                self._reference = result
-            elif self._reference is not None:
-                ref = self._reference
-                result = replace(
-                    result, real_reference=ref.real_reference, real_reference_std=ref.real_reference_std,
-                    real_reference_per_seed=ref.real_reference_per_seed, num_real_reference=ref.num_real_reference,
-                    real_train_source=ref.real_train_source, notes=result.notes + ref.notes,
-                )
-            self._write_protocol(trainer, pl_module, result, log_dir)
-        result = trainer.strategy.broadcast(result, src=0)
+                outcome = self._compute(trainer, pl_module, log_dir)
+            except Exception as error:  # noqa: BLE001 - shared below, so no process waits for a value that never comes
+                outcome = error
+        shared = trainer.strategy.broadcast(outcome if not isinstance(outcome, BaseException) else repr(outcome), src=0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if isinstance(shared, str):
+            raise RuntimeError(f"CASCallback failed on process 0: {shared}")
+        result = shared
         self.last_result = result
         values = {f"{self.prefix}cas": result.cas}
         if result.cas_std is not None:
@@ -181,6 +166,33 @@ class CASCallback(Callback):
         if result.real_reference is not None:
             values[f"{self.prefix}cas_real_reference"] = result.real_reference
         return values
+
+    def _compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule, log_dir: str | None) -> CASResult:
+        test, train, _ = self._real_sides(trainer)
+        protocol = self.protocol
+        if protocol.num_samples is None and train is not None:
+            protocol = replace(protocol, num_samples=len(train))
+        modes = [(module, module.training) for module in pl_module.modules()]
+        try:
+            # The reference does not depend on the model: trained with the first evaluation, then reused.
+            result = classification_accuracy_score(
+                pl_module, test, train if self.reference and self._reference is None else None, protocol=protocol,
+                classifier_factory=self.classifier_factory,
+            )
+        finally:
+            for module, mode in modes:
+                module.training = mode
+        if self._reference is None and result.real_reference is not None:
+            self._reference = result
+        elif self._reference is not None:
+            ref = self._reference
+            result = replace(
+                result, real_reference=ref.real_reference, real_reference_std=ref.real_reference_std,
+                real_reference_per_seed=ref.real_reference_per_seed, num_real_reference=ref.num_real_reference,
+                real_train_source=ref.real_train_source, notes=result.notes + ref.notes,
+            )
+        self._write_protocol(trainer, pl_module, result, log_dir)
+        return result
 
     def _write_protocol(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, result: CASResult, log_dir: str | None
