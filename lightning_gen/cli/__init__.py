@@ -20,6 +20,7 @@ COMMANDS = {
     "make-shapes": ("lightning_gen.data.shapes", "make_shapes_main", "write the procedural shapes data as an image folder"),
     "fid": ("lightning_gen.cli.fid", "main", "FID / IS / KID / precision-recall between two image sources, as JSON"),
     "fid-stats": ("lightning_gen.cli.fid", "stats_main", "write an image source's FID statistics (mu, sigma) to a .npz"),
+    "synthetic": ("lightning_gen.cli.synthetic", "main", "is synthetic data useful? CAS, augmentation gain, intra-class FD, as JSON"),
     "zoo": ("lightning_gen.cli.zoo", "main", "list, show, pull, push, export and import-dcgan zoo models"),
     "project": ("lightning_gen.cli.project", "main", "find the latents that reproduce real images (GAN inversion)"),
     "sweep": ("lightning_gen.cli.sweep", "main", "grids and searches of configurations on an Optuna study, with a report"),

@@ -10,6 +10,8 @@ extractor's numerics, how the real images were decoded and resized, sample count
   :class:`InceptionScoreCallback`, :class:`KIDCallback`.
 - Standalone: :func:`evaluate` or ``lightning-gen fid REAL FAKE``; :func:`compute_statistics` /
   ``lightning-gen fid-stats`` for portable ``.npz`` statistics files.
+- Synthetic training data: :func:`classification_accuracy_score` (CAS), :func:`augmentation_gain`,
+  :func:`intra_class_frechet_distance`, :class:`CASCallback`, ``lightning-gen synthetic``.
 - Other feature spaces by name (``feature_extractor="dinov2-vit-l-14"``): see :mod:`~lightning_gen.metrics.extractors`.
 
 Weights are looked up in the ``weights`` argument, then an environment variable
@@ -59,8 +61,22 @@ from lightning_gen.metrics.statistics import (
     frechet_distance,
 )
 from lightning_gen.metrics.statistics_file import FIDStatistics, load_statistics, save_statistics
+from lightning_gen.metrics.synthetic import (
+    AugmentationGainResult,
+    CASResult,
+    augmentation_gain,
+    classification_accuracy_score,
+)
+from lightning_gen.metrics.synthetic_callback import CASCallback
+from lightning_gen.metrics.synthetic_classifier import ClassifierProtocol, SmallCNN
+from lightning_gen.metrics.synthetic_intra_fd import IntraClassFDResult, intra_class_frechet_distance
+from lightning_gen.metrics.synthetic_sources import LabelledImages, labelled_images, stratified_subset_indices
 
 __all__ = [
+    "AugmentationGainResult",
+    "CASCallback",
+    "CASResult",
+    "ClassifierProtocol",
     "DIGITS_CLASSIFIER_SHA256",
     "DIGITS_CLASSIFIER_WEIGHTS",
     "DigitsEvaluator",
@@ -75,7 +91,9 @@ __all__ = [
     "INCEPTION_WEIGHTS_FILENAME",
     "INCEPTION_WEIGHTS_URL",
     "InceptionScoreCallback",
+    "IntraClassFDResult",
     "KIDCallback",
+    "LabelledImages",
     "MetricEvaluator",
     "MetricResult",
     "MissingInceptionWeightsError",
@@ -87,11 +105,14 @@ __all__ = [
     "ShapesEvaluator",
     "ShapesMetricResult",
     "ShapesMetricsCallback",
+    "SmallCNN",
     "StandardFID",
     "StandardInceptionScore",
     "StandardKID",
+    "augmentation_gain",
     "available_extractors",
     "build_extractor",
+    "classification_accuracy_score",
     "compute_statistics",
     "default_cache_dir",
     "evaluate",
@@ -99,6 +120,8 @@ __all__ = [
     "evaluate_shapes",
     "folder_fingerprint",
     "frechet_distance",
+    "intra_class_frechet_distance",
+    "labelled_images",
     "load_digits_classifier",
     "load_shapes_classifier",
     "load_statistics",
@@ -107,4 +130,5 @@ __all__ = [
     "register_extractor",
     "resolve_inception_weights",
     "save_statistics",
+    "stratified_subset_indices",
 ]
