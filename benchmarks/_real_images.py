@@ -26,9 +26,18 @@ def _shapes(n: int, image_size: int, channels: int) -> tuple[torch.Tensor, torch
 
 #: Built-in labelled sources by name: (n, image_size, channels) -> (uint8 images (N, C, H, W), labels (N,),
 #: class names).
+def _digits(n: int, image_size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    from lightning_gen.data import DigitsDataset
+
+    # The 1,000 held-out test digits: nothing in the project trains on them.
+    dataset = DigitsDataset("test", image_size=image_size, channels=channels)
+    images, labels = dataset.to_tensors()
+    return images[:n], labels[:n], dataset.class_names
+
+
 BUILTIN: dict[str, Callable[[int, int, int], tuple[torch.Tensor, torch.Tensor, list[str]]]] = {
     "shapes": _shapes,
-    # "digits": <the digits data's (n, image_size, channels) -> (images, labels)>,
+    "digits": _digits,
 }
 
 

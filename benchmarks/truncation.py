@@ -6,6 +6,7 @@ evaluator named by ``--evaluator``. Fidelity columns should rise and diversity c
 go to stdout as a table and, with ``--json``, to a file.
 
     python benchmarks/truncation.py --model dcgan-shapes32 --real shapes --evaluator shapes
+    python benchmarks/truncation.py --model dcgan-digits32 --real digits --evaluator digits --num-real 1000
     python benchmarks/truncation.py --model run/last.ckpt --real data/held_out --evaluator shapes --psi 0.5,1
 
 Evaluators are registered in ``EVALUATORS``: a function ``(real uint8 images, fake model with sample(n, seed=...),
@@ -43,7 +44,13 @@ EVALUATORS = {
         fidelity=("validity", "fsd"),
         diversity=("shape_coverage", "shape_tv", "colour_coverage", "colour_tv", "size_tv", "x_tv", "y_tv"),
     ),
-    # "digits": Evaluator("lightning_gen.metrics.digits:evaluate_digits", fidelity=(...), diversity=(...)),
+    # Conditional accuracy and validity rise with typicality; digits FD (fidelity and diversity in one number) and the
+    # class distribution (TV, coverage) say what the typicality costs.
+    "digits": Evaluator(
+        "lightning_gen.metrics.digits:evaluate_digits",
+        fidelity=("conditional_accuracy", "validity"),
+        diversity=("digits_fd", "class_tv", "class_coverage"),
+    ),
 }
 
 
@@ -55,6 +62,9 @@ class TruncatedSampler:
 
     def sample(self, n: int, seed: int | None = None, **kwargs) -> torch.Tensor:
         return self.model.sample(n, seed=seed, truncation=self.psi, **kwargs)
+
+    def __getattr__(self, name: str):  # num_classes, image_size, ...: what evaluators read of the model
+        return getattr(self.model, name)
 
 
 def _scalars(result) -> dict[str, float]:

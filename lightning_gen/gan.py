@@ -363,11 +363,19 @@ class GANModule(GenerativeModule):
         self.log("test/d_real", self._discriminate(real, labels).float().mean(), sync_dist=True)
 
     def log_sample_grids(self) -> None:
-        """Log a grid of the sampling generator's images on the fixed noise (the same images every time)."""
+        """Log a grid of the sampling generator's images on the fixed noise (the same images every time).
+
+        A class-conditional model whose ``num_sample_images`` is a multiple of ``num_classes`` gets one row per
+        class (class 0 on top), so a glance says which classes it draws.
+        """
         generator = self.sampling_generator
         with eval_mode(generator), torch.no_grad():
             images = self._generate(generator, self.fixed_noise, self.fixed_labels if self.num_classes else None)
-        log_image_grid(self.trainer, "samples", images)
+        nrow = None
+        if self.num_classes and len(images) % self.num_classes == 0:
+            images = images[torch.argsort(self.fixed_labels, stable=True)]
+            nrow = len(images) // self.num_classes
+        log_image_grid(self.trainer, "samples", images, nrow=nrow)
 
     def on_train_epoch_end(self) -> None:
         self._broadcast_ema_buffers()  # before the grid, so every rank samples with the same generator

@@ -142,3 +142,21 @@ def test_predict_with_labels_refuses_wrong_labels(tmp_path):
         _predict(conditional, SeedDataModule(labels=[0, 5], per_class=1), tmp_path / "b")
     with pytest.raises(ValueError, match="per_class"):
         SeedDataModule(n=7, labels="0-2")
+
+
+def test_training_grid_of_a_conditional_gan_has_one_row_per_class(monkeypatch):
+    import lightning_gen.gan as gan_module
+    from lightning_gen import GANModule
+
+    captured = {}
+    monkeypatch.setattr(gan_module, "log_image_grid", lambda trainer, tag, images, nrow=None: captured.update(images=images, nrow=nrow))
+    model = GANModule(image_size=16, channels=1, latent_dim=4, width=4, num_classes=5, num_sample_images=15)
+    model._trainer = object()  # stands in for the Trainer the grid would be logged to (log_image_grid is replaced)
+    model.log_sample_grids()
+    assert captured["nrow"] == 3 and captured["images"].shape[0] == 15
+    # Row r holds the three fixed-noise images drawn for class r, in their original order.
+    with torch.no_grad():
+        expected = model.sampling_generator.eval()(model.fixed_noise, model.fixed_labels)
+    order = torch.argsort(model.fixed_labels, stable=True)
+    assert model.fixed_labels[order].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    assert torch.allclose(captured["images"], expected[order])
