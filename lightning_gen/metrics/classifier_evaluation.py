@@ -47,7 +47,20 @@ INCEPTION_ONLY_ARGUMENTS = (
 
 
 def reject_inception_arguments(owner: str, kwargs: dict[str, Any]) -> None:
-    """Raise ``TypeError`` when a classifier callback is given settings of the Inception metrics."""
+    """Raise ``TypeError`` when a classifier callback is given settings of the Inception metrics.
+
+    Settings left at :class:`~lightning_gen.metrics.GenerativeMetricsCallback`'s defaults are dropped from
+    ``kwargs`` instead: LightningCLI (jsonargparse) follows a callback's ``**kwargs`` to that base class and passes
+    every one of its parameters, defaults included, so a recipe naming the callback would otherwise never load.
+    """
+    import inspect
+
+    from lightning_gen.metrics.callbacks import GenerativeMetricsCallback
+
+    defaults = {name: p.default for name, p in inspect.signature(GenerativeMetricsCallback.__init__).parameters.items()}
+    for name in [n for n in kwargs if n in INCEPTION_ONLY_ARGUMENTS and n in defaults]:
+        if kwargs[name] == defaults[name]:
+            del kwargs[name]
     unexpected = sorted(set(kwargs) & set(INCEPTION_ONLY_ARGUMENTS))
     if unexpected:
         raise TypeError(
