@@ -69,6 +69,38 @@ def reject_inception_arguments(owner: str, kwargs: dict[str, Any]) -> None:
         )
 
 
+def load_pinned_classifier(network: Any, path: Any, expected_sha256: str | None, what: str, tool: str) -> Any:
+    """Fill ``network`` from a float16 safetensors file whose sha256 must be ``expected_sha256``; eval mode, frozen.
+
+    What the shapes and digits evaluators share: a missing file names the tool that trains it, a wrong hash says
+    the file is damaged or not the shipped one (``expected_sha256=None`` accepts weights you trained yourself).
+    """
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from lightning_gen._files import sha256_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{what} weights {str(path)!r} not found. They ship with lightning-gen (reinstall it), or "
+            f"train them with `python {tool} --out {path}`."
+        )
+    if expected_sha256 is not None:
+        digest = sha256_file(path)
+        if digest != expected_sha256:
+            raise ValueError(
+                f"{what} weights {str(path)!r} have sha256 {digest}, expected {expected_sha256}: the file "
+                f"is damaged or not the shipped one. Reinstall lightning-gen, or pass expected_sha256=None for "
+                f"weights you trained yourself (numbers are then not comparable with the recorded ones)."
+            )
+    # Weights are stored in float16 (half the size); batch norm's step counter stays an integer.
+    state = {key: t.float() if t.is_floating_point() else t for key, t in load_file(str(path)).items()}
+    network.load_state_dict(state, strict=True)
+    return network.eval().requires_grad_(False)
+
+
 @dataclass(frozen=True)
 class CacheIdentity:
     """What the real-statistics cache and the protocol need to know about a classifier extractor."""

@@ -156,27 +156,10 @@ def load_digits_classifier(
         FileNotFoundError: The file is missing.
         ValueError: Its sha256 differs from ``expected_sha256``.
     """
-    from safetensors.torch import load_file
+    from lightning_gen.metrics.classifier_evaluation import load_pinned_classifier
 
-    path = Path(path) if path is not None else DIGITS_CLASSIFIER_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Digits classifier weights {str(path)!r} not found. They ship with lightning-gen (reinstall it), or "
-            f"train them with `python tools/train_digits_classifier.py --out {path}`."
-        )
-    if expected_sha256 is not None:
-        digest = sha256_file(path)
-        if digest != expected_sha256:
-            raise ValueError(
-                f"Digits classifier weights {str(path)!r} have sha256 {digest}, expected {expected_sha256}: the file "
-                f"is damaged or not the shipped one. Reinstall lightning-gen, or pass expected_sha256=None for "
-                f"weights you trained yourself (numbers are then not comparable with the recorded ones)."
-            )
-    network = DigitsClassifier()
-    # Weights are stored in float16 (half the size); batch norm's step counter stays an integer.
-    state = {key: t.float() if t.is_floating_point() else t for key, t in load_file(str(path)).items()}
-    network.load_state_dict(state, strict=True)
-    return network.eval().requires_grad_(False)
+    path = path if path is not None else DIGITS_CLASSIFIER_WEIGHTS
+    return load_pinned_classifier(DigitsClassifier(), path, expected_sha256, "Digits classifier", "tools/train_digits_classifier.py")
 
 
 class DigitsFeatureNetwork(nn.Module):
